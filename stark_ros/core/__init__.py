@@ -1,0 +1,1 @@
+"""Torch-free, ROS-free building blocks shared by every layer (geometry, tracker parameters, data)."""

@@ -1,0 +1,52 @@
+"""Inference settings of a STARK tracker: how crops are cut and normalised and when the dynamic
+template is refreshed. Shared by the PyTorch reference tracker, the exporter (which writes them
+into the ONNX metadata) and the ONNX runtime (which reads them back from there)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Official dynamic-template update intervals (frames) per benchmark.
+UPDATE_INTERVALS = {"lasot": 200, "got10k": 200, "trackingnet": 25, "vot": 10}
+DEFAULT_UPDATE_BENCHMARK = "lasot"
+# The dynamic template is refreshed only when the score (sigmoid of the logit) exceeds this.
+DEFAULT_UPDATE_THRESHOLD = 0.5
+# Tracked boxes keep at least this many pixels inside the frame and this minimum size.
+DEFAULT_CLIP_MARGIN = 10.0
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    template_factor: float = 2.0
+    template_size: int = 128
+    search_factor: float = 5.0
+    search_size: int = 320
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    # Number of dynamic templates (1 for STARK-ST, 0 for STARK-S, which has no score head).
+    num_dynamic_templates: int = 1
+    update_interval: int = UPDATE_INTERVALS[DEFAULT_UPDATE_BENCHMARK]
+    update_threshold: float = DEFAULT_UPDATE_THRESHOLD
+    clip_margin: float = DEFAULT_CLIP_MARGIN
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def has_score_head(self) -> bool:
+        return self.num_dynamic_templates > 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrackerSettings":
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        for key in ("mean", "std"):
+            if key in kwargs:
+                kwargs[key] = tuple(float(v) for v in kwargs[key])
+        return cls(**kwargs)
