@@ -1,0 +1,92 @@
+"""Model configuration: one ``@dataclass`` and named presets (S50, ST50, ST101, LITE).
+
+Checkpoints written by this package carry ``ModelConfig.to_dict()``, so they describe themselves.
+Kept free of torch so tools can read a config without importing the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from stark_ros.core.params import TrackerSettings
+
+BACKBONES = ("resnet50", "resnet101", "efficientnet_lite0")
+# Output stride of every backbone's feature map (ResNet up to layer3; EfficientNet stage 5).
+BACKBONE_STRIDE = 16
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    variant: str = "ST50"
+    backbone: str = "resnet50"
+    hidden_dim: int = 256
+    num_heads: int = 8
+    enc_layers: int = 6
+    dec_layers: int = 6
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+    num_queries: int = 1
+    # Channels of the first corner-head conv; each later conv halves it (256 -> 128 -> 64 -> 32).
+    head_channels: int = 256
+    score_head: bool = True
+    score_head_layers: int = 3
+    pos_temperature: float = 10000.0
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
+        if self.score_head != self.tracker.has_score_head:
+            raise ValueError("score_head and tracker.num_dynamic_templates disagree: a model has a "
+                             "score head exactly when it uses a dynamic template")
+
+    @property
+    def template_feat_size(self) -> int:
+        return self.tracker.template_size // BACKBONE_STRIDE
+
+    @property
+    def search_feat_size(self) -> int:
+        return self.tracker.search_size // BACKBONE_STRIDE
+
+    @property
+    def num_templates(self) -> int:
+        return 1 + self.tracker.num_dynamic_templates
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tracker"] = self.tracker.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}")
+        kwargs = dict(d)
+        if isinstance(kwargs.get("tracker"), dict):
+            kwargs["tracker"] = TrackerSettings.from_dict(kwargs["tracker"])
+        return cls(**kwargs)
+
+
+_S_TRACKER = TrackerSettings(num_dynamic_templates=0)
+
+PRESETS: dict[str, ModelConfig] = {
+    "S50": ModelConfig(variant="S50", backbone="resnet50", score_head=False, tracker=_S_TRACKER),
+    "ST50": ModelConfig(variant="ST50", backbone="resnet50"),
+    "ST101": ModelConfig(variant="ST101", backbone="resnet101"),
+    # STARK-Lite: the ST architecture on EfficientNet-Lite0 with a small transformer, sized so the
+    # ONNX runtime tracks one target at >= 30 frames/s on a 2-core laptop CPU.
+    "LITE": ModelConfig(variant="LITE", backbone="efficientnet_lite0", hidden_dim=128, num_heads=4,
+                        enc_layers=2, dec_layers=2, ffn_dim=512, head_channels=128),
+}
+
+
+def get_preset(name: str, **overrides) -> ModelConfig:
+    try:
+        cfg = PRESETS[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}") from None
+    return replace(cfg, **overrides) if overrides else cfg

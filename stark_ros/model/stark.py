@@ -1,0 +1,84 @@
+"""STARK: backbone + transformer + corner head (+ score head for STARK-ST), in two stages.
+
+Stage 1, :meth:`StarkModel.forward_backbone`: one crop -> its tokens (features, padding mask,
+position encoding). Run once per template and once per search frame.
+Stage 2, :meth:`StarkModel.forward_head`: template tokens + search tokens -> box and score.
+The split mirrors the official tracker and becomes the two ONNX graphs of the exporter.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stark_ros.model.backbone import build_backbone
+from stark_ros.model.config import BACKBONE_STRIDE, ModelConfig
+from stark_ros.model.heads import CornerHead, ScoreHead
+from stark_ros.model.transformer import Transformer, sine_position_encoding
+
+
+def box_xyxy_to_cxcywh(box: torch.Tensor) -> torch.Tensor:
+    x1, y1, x2, y2 = box.unbind(-1)
+    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
+
+
+class StarkModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config.backbone)
+        self.bottleneck = nn.Conv2d(self.backbone.out_channels, config.hidden_dim, 1)
+        self.transformer = Transformer(config.hidden_dim, config.num_heads, config.enc_layers,
+                                       config.dec_layers, config.ffn_dim, config.dropout)
+        self.query_embed = nn.Embedding(config.num_queries, config.hidden_dim)
+        self.box_head = CornerHead(config.hidden_dim, config.head_channels, config.search_feat_size,
+                                   BACKBONE_STRIDE)
+        self.score_head = ScoreHead(config.hidden_dim, config.score_head_layers) if config.score_head else None
+
+    # -------------------------------------------------------------------------------- stage 1
+    def forward_backbone(self, img: torch.Tensor, mask: torch.Tensor) -> dict:
+        """img (B, 3, H, W) normalised, mask (B, H, W) bool or float (1 = padding) ->
+        feat (HW, B, C), mask (B, HW) float, pos (HW, B, C)."""
+        feat = self.bottleneck(self.backbone(img))
+        # Nearest-neighbour downsampling of the mask, as the official backbone does.
+        feat_mask = F.interpolate(mask[:, None].float(), size=feat.shape[-2:], mode="nearest")[:, 0]
+        pos = sine_position_encoding(feat_mask, self.config.hidden_dim // 2, self.config.pos_temperature)
+        return {"feat": feat.flatten(2).permute(2, 0, 1),
+                "mask": feat_mask.flatten(1),
+                "pos": pos.flatten(2).permute(2, 0, 1)}
+
+    # -------------------------------------------------------------------------------- stage 2
+    def forward_head(self, template_dicts: list[dict], search_dict: dict) -> dict:
+        """Template token dicts (the initial template first, then dynamic ones) + search tokens ->
+        pred_boxes (B, Q, 4) cxcywh normalised to the search crop, pred_logits (B, Q, 1) or None."""
+        parts = list(template_dicts) + [search_dict]
+        feat = torch.cat([p["feat"] for p in parts], dim=0)
+        mask = torch.cat([p["mask"].float() for p in parts], dim=1)
+        pos = torch.cat([p["pos"] for p in parts], dim=0)
+        hs, memory = self.transformer(feat, mask, pos, self.query_embed.weight)
+        num_search = search_dict["feat"].shape[0]
+        return {"pred_boxes": self._box_from_tokens(hs, memory[-num_search:]),
+                "pred_logits": self.score_head(hs).transpose(0, 1) if self.score_head is not None else None}
+
+    def _box_from_tokens(self, hs: torch.Tensor, search_memory: torch.Tensor) -> torch.Tensor:
+        # Weight every search token by its similarity to each query's decoder output, then read the
+        # weighted token map as an image for the corner head.
+        enc = search_memory.permute(1, 0, 2)                          # (B, HW, C)
+        dec = hs.permute(1, 2, 0)                                     # (B, C, Q)
+        att = torch.matmul(enc, dec)                                  # (B, HW, Q)
+        weighted = enc.unsqueeze(-1) * att.unsqueeze(-2)              # (B, HW, C, Q)
+        batch, tokens, channels, queries = weighted.shape
+        size = self.config.search_feat_size
+        maps = weighted.permute(0, 3, 2, 1).reshape(batch * queries, channels, size, size)
+        boxes = box_xyxy_to_cxcywh(self.box_head(maps))
+        return boxes.reshape(batch, queries, 4)
+
+    def forward(self, template_imgs, template_masks, search_img, search_mask) -> dict:
+        """Convenience end-to-end pass (training): lists of template crops + one search crop."""
+        templates = [self.forward_backbone(i, m) for i, m in zip(template_imgs, template_masks)]
+        return self.forward_head(templates, self.forward_backbone(search_img, search_mask))
+
+
+def build_model(config: ModelConfig) -> StarkModel:
+    return StarkModel(config)
