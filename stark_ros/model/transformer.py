@@ -137,7 +137,8 @@ class Transformer(nn.Module):
         (decoder output (Q, B, C), encoder memory (L, B, C))."""
         batch = feat.shape[1]
         memory = self.encoder(feat, mask, pos)
-        query_pos = query_embed.unsqueeze(1).expand(-1, batch, -1)
+        # repeat, not expand: expand's -1 handling exports as a boolean Equal node.
+        query_pos = query_embed.unsqueeze(1).repeat(1, batch, 1)
         tgt = torch.zeros_like(query_pos)
         return self.decoder(tgt, memory, mask, pos, query_pos), memory
 

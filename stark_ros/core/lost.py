@@ -1,0 +1,103 @@
+"""Lost-target logic (beyond the official tracker, which never gives up on a target).
+
+A target is LOST once its score stays below ``lost_threshold`` for ``lost_frames`` consecutive
+frames. While lost, the reported box is held at the last confident box and the search region
+grows step by step (capped) around it, so a target that moved while hidden can still be found.
+It is REACQUIRED as soon as the score exceeds ``reacquire_threshold``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import numpy as np
+
+
+class TargetState(str, Enum):
+    TRACKING = "TRACKING"
+    LOST = "LOST"
+
+
+class TrackEventType(str, Enum):
+    INITIALIZED = "INITIALIZED"
+    LOST = "LOST"
+    REACQUIRED = "REACQUIRED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True)
+class LostSettings:
+    lost_threshold: float = 0.3
+    lost_frames: int = 5
+    reacquire_threshold: float = 0.5
+    # Each lost frame multiplies the search crop's side by this, up to max_search_growth.
+    search_growth_per_frame: float = 1.1
+    max_search_growth: float = 2.0
+
+    def __post_init__(self):
+        for name in ("lost_threshold", "reacquire_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0 or math.isnan(value):
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        if self.reacquire_threshold < self.lost_threshold:
+            raise ValueError(f"reacquire_threshold ({self.reacquire_threshold}) must not be below "
+                             f"lost_threshold ({self.lost_threshold})")
+        if self.lost_frames < 1:
+            raise ValueError(f"lost_frames must be >= 1, got {self.lost_frames}")
+        if self.search_growth_per_frame < 1.0 or self.max_search_growth < 1.0:
+            raise ValueError("search growth factors must be >= 1")
+
+    def updated(self, **changes) -> "LostSettings":
+        return replace(self, **changes)
+
+
+class LostMonitor:
+    """Per-target state machine. Feed it every frame's score and predicted box; it says what to
+    report, where to search next and whether an event happened."""
+
+    def __init__(self, settings: LostSettings, box):
+        self.settings = settings
+        self.state = TargetState.TRACKING
+        self.frames_since_confident = 0
+        self.lost_for = 0
+        self.last_confident_box = np.asarray(box, dtype=np.float64).copy()
+
+    @property
+    def search_scale(self) -> float:
+        """Multiplier of the search crop side for the next frame (1 while tracking)."""
+        if self.state is not TargetState.LOST:
+            return 1.0
+        return min(self.settings.search_growth_per_frame ** self.lost_for, self.settings.max_search_growth)
+
+    def update(self, score: float, predicted_box) -> tuple[np.ndarray, TrackEventType | None]:
+        """Returns (box to report and to search around next, event or None). NaN scores (a
+        model without a score head) never change the state."""
+        s = self.settings
+        predicted_box = np.asarray(predicted_box, dtype=np.float64)
+        if math.isnan(score):
+            self.last_confident_box = predicted_box.copy()
+            return predicted_box, None
+        if self.state is TargetState.LOST:
+            if score > s.reacquire_threshold:
+                self.state = TargetState.TRACKING
+                self.frames_since_confident = 0
+                self.lost_for = 0
+                self.last_confident_box = predicted_box.copy()
+                return predicted_box, TrackEventType.REACQUIRED
+            self.frames_since_confident += 1
+            self.lost_for += 1
+            return self.last_confident_box.copy(), None
+        if score >= s.lost_threshold:
+            self.frames_since_confident = 0
+            self.last_confident_box = predicted_box.copy()
+            return predicted_box, None
+        self.frames_since_confident += 1
+        if self.frames_since_confident >= s.lost_frames:
+            self.state = TargetState.LOST
+            self.lost_for = 1
+            return self.last_confident_box.copy(), TrackEventType.LOST
+        # Unsure but not yet lost: follow the prediction, as the official tracker would.
+        return predicted_box, None

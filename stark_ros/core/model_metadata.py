@@ -1,0 +1,63 @@
+"""The contract between the ONNX exporter and the runtime: file names, tensor names and the
+metadata (``metadata_props``) every exported graph carries. One place, read by both sides."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from stark_ros.core.params import TrackerSettings
+
+TEMPLATE_FILE = "template.onnx"
+TRACK_FILE = "track.onnx"
+
+# Metadata keys (values are strings; structured values are JSON).
+KEY_FORMAT = "stark_ros.format"
+KEY_GRAPH = "stark_ros.graph"              # "template" or "track"
+KEY_VARIANT = "stark_ros.variant"
+KEY_SETTINGS = "stark_ros.tracker_settings"  # TrackerSettings.to_dict() as JSON
+KEY_MODEL_CONFIG = "stark_ros.model_config"  # ModelConfig.to_dict() as JSON (informational)
+KEY_EXPORTER_VERSION = "stark_ros.exporter_version"
+KEY_SOURCE_SHA256 = "stark_ros.source_sha256"
+FORMAT_VERSION = "1"
+GRAPH_TEMPLATE = "template"
+GRAPH_TRACK = "track"
+REQUIRED_KEYS = (KEY_FORMAT, KEY_GRAPH, KEY_VARIANT, KEY_SETTINGS, KEY_EXPORTER_VERSION, KEY_SOURCE_SHA256)
+
+# Tensor names. Crops are normalised float32 NCHW; masks float32, 1.0 = padding (no bool tensors,
+# which TensorRT rejects). Tokens are batch-first: (batch, tokens, channels).
+IN_IMAGE = "image"
+IN_MASK = "mask"
+OUT_FEAT = "feat"
+OUT_FEAT_MASK = "feat_mask"
+OUT_POS = "pos"
+TEMPLATE_INPUT_PREFIXES = ("template_", "dtemplate_")  # initial template, dynamic template
+IN_SEARCH_IMAGE = "search_image"
+IN_SEARCH_MASK = "search_mask"
+OUT_BOXES = "boxes"          # (batch, 4) cx, cy, w, h normalised to the search crop
+OUT_SCORE_LOGIT = "score_logit"  # (batch, 1); only for models with a score head
+
+
+def token_input_names(prefix: str) -> tuple[str, str, str]:
+    return prefix + OUT_FEAT, prefix + OUT_FEAT_MASK, prefix + OUT_POS
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    variant: str
+    settings: TrackerSettings
+    exporter_version: str
+    source_sha256: str
+
+    @classmethod
+    def from_metadata(cls, meta: dict, source: str) -> "ModelInfo":
+        missing = [k for k in REQUIRED_KEYS if k not in meta]
+        if missing:
+            raise ValueError(f"{source}: not a stark_ros model: metadata lacks {missing} "
+                             f"(export models with `python -m stark_ros.export`)")
+        try:
+            settings = TrackerSettings.from_dict(json.loads(meta[KEY_SETTINGS]))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{source}: unreadable {KEY_SETTINGS} metadata: {exc}") from None
+        return cls(variant=meta[KEY_VARIANT], settings=settings,
+                   exporter_version=meta[KEY_EXPORTER_VERSION], source_sha256=meta[KEY_SOURCE_SHA256])

@@ -1,0 +1,18 @@
+"""STARK on ONNX Runtime: numpy + OpenCV + onnxruntime only (no torch, no ROS)."""
+
+from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
+from stark_ros.runtime.session import DEFAULT_PROVIDERS, ModelLoadError, RuntimeOptions
+from stark_ros.runtime.tracker import RuntimeTracker, StarkRuntime, TargetResult, check_frame
+
+__all__ = [
+    "DEFAULT_PROVIDERS",
+    "LostSettings",
+    "ModelLoadError",
+    "RuntimeOptions",
+    "RuntimeTracker",
+    "StarkRuntime",
+    "TargetResult",
+    "TargetState",
+    "TrackEventType",
+    "check_frame",
+]

@@ -1,0 +1,62 @@
+"""The lost-target state machine on its own."""
+
+import math
+
+import numpy as np
+import pytest
+
+from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
+
+SETTINGS = LostSettings(lost_threshold=0.3, lost_frames=3, reacquire_threshold=0.6,
+                        search_growth_per_frame=1.5, max_search_growth=2.0)
+BOX = np.array([10.0, 20.0, 30.0, 40.0])
+
+
+def feed(monitor, scores, box=BOX):
+    return [monitor.update(s, box + i) for i, s in enumerate(scores)]
+
+
+def test_lost_after_n_low_frames_and_box_held():
+    m = LostMonitor(SETTINGS, BOX)
+    out = feed(m, [0.9, 0.1, 0.1, 0.1, 0.1])
+    assert [e for _, e in out] == [None, None, None, TrackEventType.LOST, None]
+    assert m.state is TargetState.LOST
+    # Held at the last confident box (frame 0's prediction), not following the unsure ones.
+    np.testing.assert_array_equal(out[3][0], BOX + 0)
+    np.testing.assert_array_equal(out[4][0], BOX + 0)
+    assert m.frames_since_confident == 4
+
+
+def test_a_single_dip_is_not_lost():
+    m = LostMonitor(SETTINGS, BOX)
+    out = feed(m, [0.1, 0.1, 0.9, 0.1, 0.1, 0.9])
+    assert all(e is None for _, e in out) and m.state is TargetState.TRACKING
+    # While unsure but not lost, the box follows the prediction (the official behaviour).
+    np.testing.assert_array_equal(out[1][0], BOX + 1)
+
+
+def test_reacquire_needs_the_higher_threshold_and_search_grows_capped():
+    m = LostMonitor(SETTINGS, BOX)
+    feed(m, [0.1, 0.1, 0.1])
+    assert m.state is TargetState.LOST and m.search_scale == 1.5
+    feed(m, [0.5, 0.5])  # above lost, below reacquire: still lost
+    assert m.state is TargetState.LOST and m.search_scale == 2.0  # 1.5 ** 3 capped at 2
+    box, event = m.update(0.7, BOX + 100)
+    assert event is TrackEventType.REACQUIRED and m.state is TargetState.TRACKING
+    np.testing.assert_array_equal(box, BOX + 100)
+    assert m.search_scale == 1.0 and m.frames_since_confident == 0
+
+
+def test_nan_scores_never_change_state():
+    m = LostMonitor(SETTINGS, BOX)
+    out = feed(m, [math.nan] * 10)
+    assert all(e is None for _, e in out) and m.state is TargetState.TRACKING
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"lost_threshold": 1.5}, {"reacquire_threshold": -0.1}, {"lost_threshold": 0.7, "reacquire_threshold": 0.5},
+    {"lost_frames": 0}, {"search_growth_per_frame": 0.9}, {"lost_threshold": math.nan},
+])
+def test_invalid_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        LostSettings(**kwargs)

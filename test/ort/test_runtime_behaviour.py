@@ -1,0 +1,146 @@
+"""Runtime API behaviour: no torch, providers, bad models, bad frames and boxes, lost logic."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from stark_ros.core import model_metadata as md
+from stark_ros.core.geometry import BoxProblem, InvalidBoxError
+from stark_ros.runtime import (
+    LostSettings,
+    ModelLoadError,
+    RuntimeOptions,
+    StarkRuntime,
+    TargetState,
+    TrackEventType,
+)
+
+CPU_ONLY = RuntimeOptions(providers=("CPUExecutionProvider",), warmup=False)
+
+
+@pytest.fixture(scope="module")
+def st50_dir(exported_model):
+    return exported_model("ST50")
+
+
+@pytest.fixture()
+def frame():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, size=(240, 320, 3), dtype=np.uint8)
+
+
+def test_runtime_never_imports_torch(st50_dir):
+    code = f"""
+import sys, numpy as np
+from stark_ros.runtime import StarkRuntime
+rt = StarkRuntime({str(st50_dir)!r})
+rt.add_target(np.zeros((120, 160, 3), np.uint8), (40, 40, 30, 30))
+rt.update(np.zeros((120, 160, 3), np.uint8))
+assert 'torch' not in sys.modules, 'torch was imported'
+print('ok', rt.active_providers)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout and "CPUExecutionProvider" in done.stdout
+    # Asked for TensorRT/CUDA by default; without them we say so once, clearly.
+    assert "running STARK on the CPU" in done.stderr
+
+
+def test_gpu_request_reports_the_provider_really_used(st50_dir):
+    rt = StarkRuntime(st50_dir, RuntimeOptions(warmup=False))
+    assert "CPUExecutionProvider" in rt.active_providers
+
+
+def test_missing_corrupt_and_foreign_models(st50_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match="model folder not found"):
+        StarkRuntime(tmp_path / "nowhere", CPU_ONLY)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / md.TEMPLATE_FILE).write_bytes((st50_dir / md.TEMPLATE_FILE).read_bytes()[:5000])
+    (corrupt / md.TRACK_FILE).write_bytes((st50_dir / md.TRACK_FILE).read_bytes())
+    with pytest.raises(ModelLoadError, match=r"template.onnx: not a loadable ONNX model"):
+        StarkRuntime(corrupt, CPU_ONLY)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for name in (md.TEMPLATE_FILE, md.TRACK_FILE):
+        proto = onnx.load(str(st50_dir / name))
+        del proto.metadata_props[:]
+        onnx.save(proto, str(foreign / name))
+    with pytest.raises(ModelLoadError, match="not a stark_ros model: metadata lacks"):
+        StarkRuntime(foreign, CPU_ONLY)
+    missing = tmp_path / "half"
+    missing.mkdir()
+    (missing / md.TEMPLATE_FILE).write_bytes((st50_dir / md.TEMPLATE_FILE).read_bytes())
+    with pytest.raises(ModelLoadError, match="track.onnx: model file not found"):
+        StarkRuntime(missing, CPU_ONLY)
+
+
+@pytest.mark.parametrize("box, problem", [
+    ((np.nan, 1, 10, 10), BoxProblem.NOT_FINITE),
+    ((10, 10, 0, 5), BoxProblem.NON_POSITIVE_SIZE),
+    ((10, 10, 5, -1), BoxProblem.NON_POSITIVE_SIZE),
+    ((400, 10, 20, 20), BoxProblem.OUTSIDE_IMAGE),
+    ((-50, -50, 20, 20), BoxProblem.OUTSIDE_IMAGE),
+    ((1, 2, 3), BoxProblem.WRONG_SHAPE),
+])
+def test_bad_boxes_are_refused_and_others_keep_tracking(st50_dir, frame, box, problem):
+    rt = StarkRuntime(st50_dir, CPU_ONLY)
+    rt.add_target(frame, (100, 80, 40, 40), target_id="good")
+    with pytest.raises(InvalidBoxError) as err:
+        rt.add_target(frame, box, target_id="bad")
+    assert err.value.problem is problem
+    assert isinstance(err.value, ValueError)
+    (result,) = rt.update(frame)
+    assert result.target_id == "good" and rt.target_ids == ["good"]
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((240, 320, 3), np.float32), np.zeros((240, 320), np.uint8), np.zeros((240, 320, 4), np.uint8),
+    np.zeros((0, 320, 3), np.uint8), "not an image",
+])
+def test_bad_frames_raise_value_error_and_keep_state(st50_dir, frame, bad):
+    rt = StarkRuntime(st50_dir, CPU_ONLY)
+    rt.add_target(frame, (100, 80, 40, 40), target_id="a")
+    before = rt.box_of("a")
+    with pytest.raises(ValueError):
+        rt.update(bad)
+    np.testing.assert_array_equal(rt.box_of("a"), before)
+    assert len(rt.update(frame)) == 1
+
+
+def test_remove_and_ids(st50_dir, frame):
+    rt = StarkRuntime(st50_dir, CPU_ONLY)
+    a = rt.add_target(frame, (100, 80, 40, 40))
+    b = rt.add_target(frame, (10, 10, 40, 40))
+    assert a != b and rt.target_ids == [a, b]
+    assert rt.remove_target(a) and not rt.remove_target(a)
+    assert [r.target_id for r in rt.update(frame)] == [b]
+
+
+def test_s50_tracks_without_lost_detection(exported_model, frame, caplog):
+    rt = StarkRuntime(exported_model("S50"), CPU_ONLY)
+    assert not rt.has_score_head
+    assert "lost-target detection is unavailable" in caplog.text
+    rt.add_target(frame, (100, 80, 40, 40))
+    for _ in range(3):
+        (r,) = rt.update(frame)
+        assert math.isnan(r.score) and r.state is TargetState.TRACKING and r.event is None
+
+
+def test_lost_and_reacquired_follow_the_thresholds(st50_dir, frame):
+    # With the reference weights scores sit near 0.5: thresholds around that make both transitions
+    # happen on the same frames, which checks the wiring between the runtime and the monitor.
+    rt = StarkRuntime(st50_dir, CPU_ONLY, LostSettings(lost_threshold=0.99, lost_frames=2, reacquire_threshold=0.995))
+    rt.add_target(frame, (100, 80, 40, 40), target_id="x")
+    events = [rt.update(frame)[0] for _ in range(3)]
+    assert [e.event for e in events] == [None, TrackEventType.LOST, None]
+    assert events[-1].state is TargetState.LOST and events[-1].frames_since_confident == 3
+    held = events[1].box
+    np.testing.assert_array_equal(events[2].box, held)
+    rt.set_lost_settings(LostSettings(lost_threshold=0.0, lost_frames=2, reacquire_threshold=0.0))
+    (back,) = rt.update(frame)
+    assert back.event is TrackEventType.REACQUIRED and back.state is TargetState.TRACKING
