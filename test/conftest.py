@@ -6,10 +6,17 @@ torch is imported lazily, inside the fixtures that need it, so the numpy-only gr
 
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
 from stark_ros.datasets import MissingSharedDataError, shared_dir
+from stark_ros.datasets.base import SHARED_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Tests import the installed package; point it (and every subprocess) at the repository's shared/.
+if (REPO_ROOT.parent / "shared").is_dir():
+    os.environ.setdefault(SHARED_ENV, str(REPO_ROOT.parent / "shared"))
 
 # Unique per test session, so parallel runs (and other ROS 2 users of the machine) never meet.
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
@@ -72,3 +79,22 @@ def exported_model(official_checkpoint, tmp_path_factory):
         return cache[variant]
 
     return make
+
+
+# Seed of the untrained STARK-Lite used where any weights do (node plumbing, batching, latency).
+UNTRAINED_LITE_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def untrained_lite_model(tmp_path_factory):
+    """A fast STARK-Lite export with random (seeded) weights: boxes are meaningless, the plumbing
+    is real. Tests that need a model that actually tracks use the default model instead."""
+    import torch
+
+    from stark_ros.export import export_model
+    from stark_ros.model import build_model, get_preset
+
+    torch.manual_seed(UNTRAINED_LITE_SEED)
+    out = tmp_path_factory.mktemp("onnx_untrained_lite")
+    export_model(build_model(get_preset("LITE")), out, source_sha256="untrained-lite-seed-0")
+    return out

@@ -21,9 +21,10 @@ class MissingSharedDataError(FileNotFoundError):
 
 
 def shared_dir() -> Path:
-    """The shared data folder: ``$STARK_ROS_SHARED`` or ``../shared`` beside the repository."""
+    """The shared data folder: ``$STARK_ROS_SHARED``, else ``../shared`` beside the repository
+    (the source tree this module lives in, or the current directory for an installed package)."""
     candidates = [Path(os.environ[SHARED_ENV])] if os.environ.get(SHARED_ENV) else []
-    candidates.append(_REPO_ROOT.parent / "shared")
+    candidates += [_REPO_ROOT.parent / "shared", Path.cwd().parent / "shared"]
     for cand in candidates:
         if (cand / "data").is_dir():
             return cand.resolve()

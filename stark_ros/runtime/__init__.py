@@ -1,6 +1,7 @@
 """STARK on ONNX Runtime: numpy + OpenCV + onnxruntime only (no torch, no ROS)."""
 
 from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
+from stark_ros.runtime.models import default_model_dir, resolve_model
 from stark_ros.runtime.session import DEFAULT_PROVIDERS, ModelLoadError, RuntimeOptions
 from stark_ros.runtime.tracker import RuntimeTracker, StarkRuntime, TargetResult, check_frame
 
@@ -15,4 +16,6 @@ __all__ = [
     "TargetState",
     "TrackEventType",
     "check_frame",
+    "default_model_dir",
+    "resolve_model",
 ]

@@ -145,13 +145,18 @@ class StarkRuntime:
         return self._targets[str(target_id)].box.copy()
 
     # ------------------------------------------------------------------------- tracking
-    def update(self, frame) -> list[TargetResult]:
+    def update(self, frame, target_ids=None) -> list[TargetResult]:
+        """Track every target (or those in ``target_ids``) into ``frame``, in one batched call."""
         frame = check_frame(frame)
-        if not self._targets:
+        if target_ids is None:
+            targets = list(self._targets.values())
+        else:
+            wanted = {str(t) for t in target_ids}
+            targets = [t for t in self._targets.values() if t.target_id in wanted]
+        if not targets:
             return []
         s = self.settings
         height, width = frame.shape[:2]
-        targets = list(self._targets.values())
         images, masks, centres, factors = [], [], [], []
         for t in targets:
             centre = t.monitor.last_confident_box if t.monitor.state is TargetState.LOST else t.box

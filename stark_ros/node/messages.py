@@ -1,0 +1,60 @@
+"""Conversions between the package's boxes/results and its ROS messages (at the node's edge)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from stark_ros.msg import BoundingBox2D, TrackedObject, TrackEvent
+
+from stark_ros.core.lost import TargetState, TrackEventType
+
+STATE_TO_MSG = {TargetState.TRACKING: TrackedObject.STATE_TRACKING, TargetState.LOST: TrackedObject.STATE_LOST}
+EVENT_TO_MSG = {
+    TrackEventType.INITIALIZED: TrackEvent.INITIALIZED,
+    TrackEventType.LOST: TrackEvent.LOST,
+    TrackEventType.REACQUIRED: TrackEvent.REACQUIRED,
+    TrackEventType.CANCELLED: TrackEvent.CANCELLED,
+    TrackEventType.REJECTED: TrackEvent.REJECTED,
+}
+
+
+def box_to_msg(box) -> BoundingBox2D:
+    """(x, y, w, h) top-left + size -> centre + size."""
+    x, y, w, h = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    msg = BoundingBox2D()
+    msg.center.position.x = x + 0.5 * w
+    msg.center.position.y = y + 0.5 * h
+    msg.size_x = w
+    msg.size_y = h
+    return msg
+
+
+def msg_to_box(msg: BoundingBox2D) -> np.ndarray:
+    w, h = float(msg.size_x), float(msg.size_y)
+    return np.array([msg.center.position.x - 0.5 * w, msg.center.position.y - 0.5 * h, w, h], dtype=np.float64)
+
+
+def tracked_object(target_id: str, label: str, box, score: float, state: TargetState,
+                   frames_since_confident: int) -> TrackedObject:
+    obj = TrackedObject()
+    obj.id = target_id
+    obj.label = label
+    obj.bbox = box_to_msg(box)
+    obj.score = float(score) if not math.isnan(score) else math.nan
+    obj.state = STATE_TO_MSG[state]
+    obj.frames_since_confident = int(frames_since_confident)
+    return obj
+
+
+def track_event(header, target_id: str, event: TrackEventType, box=None, score: float = math.nan,
+                reason: str = "") -> TrackEvent:
+    msg = TrackEvent()
+    msg.header = header
+    msg.id = target_id
+    msg.type = EVENT_TO_MSG[event]
+    if box is not None and np.all(np.isfinite(np.asarray(box, dtype=np.float64))):
+        msg.bbox = box_to_msg(box)
+    msg.score = float(score)
+    msg.reason = reason
+    return msg
