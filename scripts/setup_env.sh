@@ -95,6 +95,9 @@ export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:\$PATH"
 export AMENT_PREFIX_PATH="$VENV\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}"
 export RMW_IMPLEMENTATION="\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+# \`python -m stark_ros.X\` must use the installed package (which holds the generated msg/srv
+# modules), never a source tree in the current directory: do not put the cwd on sys.path.
+export PYTHONSAFEPATH=1
 EOF
 
 # From / so the source tree (which has no generated msg/srv modules) cannot shadow the install.

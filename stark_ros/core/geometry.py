@@ -124,12 +124,21 @@ class Crop:
     """A square crop around a box, resized to the network's input size.
 
     ``patch``: (S, S, 3) uint8 RGB; ``pad_mask``: (S, S) bool, True where the crop lies outside
-    the frame; ``resize_factor``: output size / crop side in frame pixels.
+    the frame; ``resize_factor``: output size / crop side in frame pixels; ``left``, ``top``: the
+    crop's top-left corner in frame pixels.
     """
 
     patch: np.ndarray
     pad_mask: np.ndarray
     resize_factor: float
+    left: int = 0
+    top: int = 0
+
+    def box_to_crop(self, box) -> np.ndarray:
+        """A frame (x, y, w, h) box in this crop's output pixels."""
+        x, y, w, h = (float(v) for v in box)
+        f = self.resize_factor
+        return np.array([(x - self.left) * f, (y - self.top) * f, w * f, h * f], dtype=np.float64)
 
 
 def crop_side(box, factor: float) -> int:
@@ -163,7 +172,7 @@ def crop_around(frame: np.ndarray, box, factor: float, output_size: int) -> Crop
     patch = cv2.resize(padded, (output_size, output_size))
     # Any pixel the interpolation touched with padding counts as padding.
     pad_mask = cv2.resize(mask, (output_size, output_size)).astype(bool)
-    return Crop(patch=patch, pad_mask=pad_mask, resize_factor=output_size / side)
+    return Crop(patch=patch, pad_mask=pad_mask, resize_factor=output_size / side, left=left, top=top)
 
 
 def map_box_back(pred_cxcywh, prev_box, resize_factor: float, search_size: int) -> np.ndarray:

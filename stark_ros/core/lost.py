@@ -50,7 +50,7 @@ class LostSettings:
         if self.search_growth_per_frame < 1.0 or self.max_search_growth < 1.0:
             raise ValueError("search growth factors must be >= 1")
 
-    def updated(self, **changes) -> "LostSettings":
+    def updated(self, **changes) -> LostSettings:
         return replace(self, **changes)
 
 

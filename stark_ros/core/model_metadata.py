@@ -50,7 +50,7 @@ class ModelInfo:
     source_sha256: str
 
     @classmethod
-    def from_metadata(cls, meta: dict, source: str) -> "ModelInfo":
+    def from_metadata(cls, meta: dict, source: str) -> ModelInfo:
         missing = [k for k in REQUIRED_KEYS if k not in meta]
         if missing:
             raise ValueError(f"{source}: not a stark_ros model: metadata lacks {missing} "

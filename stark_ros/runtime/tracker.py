@@ -167,7 +167,7 @@ class StarkRuntime:
             factors.append(crop.resize_factor)
         feeds = {md.IN_SEARCH_IMAGE: np.concatenate(images), md.IN_SEARCH_MASK: np.concatenate(masks)}
         for slot, prefix in enumerate(self._prefixes):
-            for name, idx in zip(md.token_input_names(prefix), range(3)):
+            for name, idx in zip(md.token_input_names(prefix), range(3), strict=True):
                 feeds[name] = np.concatenate([t.templates[slot][idx] for t in targets])
         outputs = self._track.run(feeds)
         boxes = outputs[0]
@@ -191,7 +191,7 @@ class StarkRuntime:
                                         t.monitor.frames_since_confident, event))
         if refresh:
             tokens = self._template_tokens([frame] * len(refresh), [t.box for t in refresh])
-            for t, tok in zip(refresh, tokens):
+            for t, tok in zip(refresh, tokens, strict=True):
                 t.templates[1] = tok
         return results
 
@@ -205,7 +205,7 @@ class StarkRuntime:
     def _template_tokens(self, frames, boxes) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         s = self.settings
         images, masks = [], []
-        for frame, box in zip(frames, boxes):
+        for frame, box in zip(frames, boxes, strict=True):
             crop = crop_around(frame, box, s.template_factor, s.template_size)
             images.append(normalize_patch(crop.patch, s.mean, s.std))
             masks.append(crop.pad_mask[None].astype(np.float32))

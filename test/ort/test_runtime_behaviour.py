@@ -1,13 +1,16 @@
 """Runtime API behaviour: no torch, providers, bad models, bad frames and boxes, lost logic."""
 
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
+import stark_ros
 from stark_ros.core import model_metadata as md
 from stark_ros.core.geometry import BoxProblem, InvalidBoxError
 from stark_ros.runtime import (
@@ -33,7 +36,7 @@ def frame():
     return rng.integers(0, 255, size=(240, 320, 3), dtype=np.uint8)
 
 
-def test_runtime_never_imports_torch(st50_dir):
+def test_runtime_never_imports_torch(st50_dir, tmp_path):
     code = f"""
 import sys, numpy as np
 from stark_ros.runtime import StarkRuntime
@@ -43,7 +46,10 @@ rt.update(np.zeros((120, 160, 3), np.uint8))
 assert 'torch' not in sys.modules, 'torch was imported'
 print('ok', rt.active_providers)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    # Run from a neutral folder, with the package this test imported (installed or source tree) on the path.
+    env = {**os.environ, "PYTHONPATH": str(Path(stark_ros.__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert "ok" in done.stdout and "CPUExecutionProvider" in done.stdout
     # Asked for TensorRT/CUDA by default; without them we say so once, clearly.
@@ -75,7 +81,7 @@ def test_missing_corrupt_and_foreign_models(st50_dir, tmp_path):
     missing = tmp_path / "half"
     missing.mkdir()
     (missing / md.TEMPLATE_FILE).write_bytes((st50_dir / md.TEMPLATE_FILE).read_bytes())
-    with pytest.raises(ModelLoadError, match="track.onnx: model file not found"):
+    with pytest.raises(ModelLoadError, match=r"track\.onnx: model file not found"):
         StarkRuntime(missing, CPU_ONLY)
 
 

@@ -31,9 +31,9 @@ def test_onnx_matches_official_outputs(variant, exported_model, stark_reference)
     np.testing.assert_allclose(feat[0], ref["template_feat"][:, 0], atol=TOLERANCE, rtol=0)
     np.testing.assert_allclose(pos[0], ref["template_pos"][:, 0], atol=TOLERANCE, rtol=0)
     np.testing.assert_array_equal(mask, ref["template_feat_mask"].astype(np.float32))
-    feeds = dict(zip(md.token_input_names("template_"), (feat, mask, pos)))
+    feeds = dict(zip(md.token_input_names("template_"), (feat, mask, pos), strict=True))
     if variant != "S50":
-        feeds.update(zip(md.token_input_names("dtemplate_"), tokens("dtemplate_img", "dtemplate_mask")))
+        feeds.update(zip(md.token_input_names("dtemplate_"), tokens("dtemplate_img", "dtemplate_mask"), strict=True))
     feeds[md.IN_SEARCH_IMAGE] = ref["search_img"]
     feeds[md.IN_SEARCH_MASK] = ref["search_mask"][None].astype(np.float32)
     out = track.run(None, feeds)

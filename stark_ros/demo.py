@@ -1,0 +1,241 @@
+"""The README's main job: the tracker node on a real recorded sequence, over real ROS 2 traffic.
+
+    python -m stark_ros.demo [--sequence otb_crossing] [--rate 15] [--model DIR] [--out out/demo]
+
+A player node publishes the sequence's frames as sensor_msgs/Image at a fixed rate and asks the
+tracker (a separate process: the installed `tracker_node`) to follow the annotated box of the
+first frame; the demo prints every tracked frame as it arrives, then a summary scored against the
+ground truth, and writes a picture with the tracked (green) and true (yellow) boxes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stark_ros.datasets import MissingSharedDataError, load_simple_sequence, shared_dir
+from stark_ros.evaluation.metrics import sequence_metrics
+from stark_ros.runtime import ModelLoadError, default_model_dir
+
+DEFAULT_SEQUENCE = "otb_crossing"
+DEFAULT_RATE_HZ = 15.0
+PICTURE_FRAMES = 4
+STARTUP_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 10.0
+TRACK_COLOUR = (0, 220, 0)
+TRUTH_COLOUR = (255, 210, 0)
+
+
+def _model_dir(requested: str | None, scratch: Path) -> tuple[Path, str]:
+    """The model to run and a plain sentence about what its weights are."""
+    if requested:
+        return Path(requested), f"the model you named ({requested})"
+    try:
+        path = default_model_dir()
+        card = path / "README.md"
+        return path, f"the default STARK-Lite model shipped with the package ({path}; model card: {card})"
+    except ModelLoadError:
+        pass
+    # No trained model installed: make an untrained one so the plumbing can still be shown.
+    from stark_ros.export import export_model  # noqa: PLC0415 - needs torch, only in this fallback
+    from stark_ros.model import build_model, get_preset  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    out = scratch / "untrained_lite"
+    export_model(build_model(get_preset("LITE")), out, source_sha256="untrained")
+    return out, ("an UNTRAINED STARK-Lite (random weights): no trained model is installed, so the boxes below "
+                 "are meaningless; they only show the ROS 2 plumbing")
+
+
+def _executable() -> list[str]:
+    installed = Path(sys.prefix) / "lib" / "stark_ros" / "tracker_node"
+    if installed.is_file():
+        return [str(installed)]
+    found = shutil.which("tracker_node")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from stark_ros.node.tracker_node import main; sys.exit(main())"]
+
+
+def _params_file() -> Path:
+    for cand in (Path(sys.prefix) / "share" / "stark_ros" / "config" / "tracker.yaml",
+                 Path(__file__).resolve().parents[1] / "config" / "tracker.yaml"):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError("config/tracker.yaml not found (is the package installed?)")
+
+
+def _picture(seq, boxes: dict, out: Path) -> Path:
+    indices = [i for i in np.linspace(1, len(seq) - 1, PICTURE_FRAMES).astype(int)]
+    tiles = []
+    for i in indices:
+        img = cv2.cvtColor(seq.frame(i), cv2.COLOR_RGB2BGR)
+        for box, colour in ((seq.boxes[i], TRUTH_COLOUR), (boxes.get(i), TRACK_COLOUR)):
+            if box is None or not np.all(np.isfinite(box)):
+                continue
+            x, y, w, h = (int(round(v)) for v in box)
+            cv2.rectangle(img, (x, y), (x + w, y + h), colour[::-1], 2)
+        cv2.putText(img, f"frame {i + 1}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+        tiles.append(img)
+    height = min(t.shape[0] for t in tiles)
+    tiles = [cv2.resize(t, (int(t.shape[1] * height / t.shape[0]), height)) for t in tiles]
+    grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])]) if len(tiles) == PICTURE_FRAMES else np.hstack(tiles)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), grid)
+    return out
+
+
+def run(args) -> int:
+    import rclpy  # noqa: PLC0415 - the demo is the one tool that needs ROS
+    from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: PLC0415
+    from sensor_msgs.msg import Image  # noqa: PLC0415
+    from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent  # noqa: PLC0415
+
+    from stark_ros.node.image_conversion import ImageConverter  # noqa: PLC0415
+    from stark_ros.node.messages import box_to_msg, msg_to_box  # noqa: PLC0415
+
+    try:
+        seq = load_simple_sequence(shared_dir() / "data" / "sot" / args.sequence)
+    except (MissingSharedDataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.frames:
+        seq.frames, seq.boxes = seq.frames[: args.frames], seq.boxes[: args.frames]
+    scratch = Path(tempfile.mkdtemp(prefix="stark_demo_"))
+    model, what = _model_dir(args.model, scratch)
+    print(f"stark_ros demo: tracking '{seq.name}' ({len(seq)} frames) at {args.rate:g} frames/s")
+    print(f"weights: {what}")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 100))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    log_path = Path(args.out) / "tracker_node.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    node_log = open(log_path, "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(_executable() + ["--ros-args", "--params-file", str(_params_file()),
+                                             "-p", f"model:={model}"],
+                            stdout=node_log, stderr=subprocess.STDOUT)
+    rclpy.init()
+    node = rclpy.create_node("stark_demo_player")
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    image_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    target_pub = node.create_publisher(TargetRequest, "target", reliable)
+    received: dict[int, tuple] = {}
+    arrival: dict[int, float] = {}
+    events: list = []
+    stamp_to_index: dict[tuple[int, int], int] = {}
+    lock = threading.Lock()
+    t_start = [0.0]
+
+    def on_tracks(msg):
+        idx = stamp_to_index.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        if idx is None or not msg.objects:
+            return
+        obj = msg.objects[0]
+        box = msg_to_box(obj.bbox)
+        with lock:
+            received[idx] = (box, obj.score, obj.state)
+            arrival[idx] = time.monotonic()
+        state = "LOST" if obj.state == obj.STATE_LOST else "tracking"
+        elapsed = time.monotonic() - t_start[0]
+        fps = len(received) / elapsed if elapsed > 0 else math.nan
+        print(f"  frame {idx + 1:4d}/{len(seq)}  box x={box[0]:7.1f} y={box[1]:7.1f} w={box[2]:6.1f} h={box[3]:6.1f}"
+              f"  score {obj.score:4.2f}  {state:8s}  {fps:5.1f} frames/s", flush=True)
+
+    def on_event(msg):
+        kinds = {TrackEvent.INITIALIZED: "INITIALIZED", TrackEvent.LOST: "LOST", TrackEvent.REACQUIRED: "REACQUIRED",
+                 TrackEvent.CANCELLED: "CANCELLED", TrackEvent.REJECTED: "REJECTED"}
+        events.append(msg)
+        print(f"  event: target '{msg.id}' {kinds.get(msg.type, msg.type)} {msg.reason}", flush=True)
+
+    node.create_subscription(TrackedObjectArray, "tracks", on_tracks, reliable)
+    node.create_subscription(TrackEvent, "events", on_event, reliable)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    converter = ImageConverter()
+    published: dict[int, float] = {}
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while image_pub.get_subscription_count() == 0 or target_pub.get_subscription_count() == 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                print(f"error: the tracker node did not start; its log ({log_path}):\n{log_path.read_text()}",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        print("tracker node is up; publishing frames (sensor_msgs/Image, bgr8) ...")
+        period = 1.0 / args.rate
+        t_start[0] = time.monotonic()
+        for i in range(len(seq)):
+            msg = Image(**converter.rgb_to_fields(seq.frame(i), "bgr8"))
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.header.frame_id = "camera"
+            stamp_to_index[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = i
+            image_pub.publish(msg)
+            published[i] = time.monotonic()
+            if i == 0:
+                req = TargetRequest(bbox=box_to_msg(seq.boxes[0]), id="target", label=seq.name)
+                req.header = msg.header
+                target_pub.publish(req)
+                print(f"  asked to track the annotated box of frame 1: {np.round(seq.boxes[0], 1).tolist()}")
+            time.sleep(max(0.0, published[i] + period - time.monotonic()))
+        end = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < end and (len(seq) - 1) not in received:
+            time.sleep(0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        node_log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    boxes = {i: r[0] for i, r in received.items()}
+    tracked = sorted(boxes)
+    print("\nsummary")
+    print(f"  frames published {len(seq)}, tracked {len(tracked)}, not tracked (dropped or before the target "
+          f"started) {len(seq) - len(tracked)}")
+    if tracked:
+        pred = np.array([boxes[i] for i in tracked])
+        m = sequence_metrics(pred, seq.boxes[tracked])
+        lat = np.array([(arrival[i] - published[i]) * 1e3 for i in tracked])
+        print(f"  against the ground truth on tracked frames: success AUC {m.success_auc:.3f}, mean IoU {m.ao:.3f}, "
+              f"precision@20px {m.precision_20:.3f}")
+        print(f"  latency publish -> tracks received: p50 {np.percentile(lat, 50):.1f} ms, "
+              f"p95 {np.percentile(lat, 95):.1f} ms")
+    print(f"  events: {len(events)} ({', '.join(sorted({e.reason or str(e.type) for e in events})[:3])})")
+    picture = _picture(seq, boxes, Path(args.out) / f"demo_{seq.name}.png")
+    print(f"  picture: {picture} (green: tracked, yellow: ground truth); node log: {log_path}")
+    return 0 if tracked else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stark_ros.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequence", default=DEFAULT_SEQUENCE, help="a folder of shared/data/sot")
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE_HZ, help="frames per second published")
+    parser.add_argument("--frames", type=int, default=0, help="only the first N frames (0: all)")
+    parser.add_argument("--model", default=None, help="model folder (default: the installed default model)")
+    parser.add_argument("--out", default="out/demo", help="folder for the picture and the node's log")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Evaluation: benchmark metrics, trackers over datasets, reports (numpy; torch only for the
+PyTorch reference tracker, imported lazily)."""

