@@ -37,6 +37,16 @@ EXTRAS = {
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs if not req.startswith("onnxruntime-gpu")})
 
+def _share_files():
+    """launch/, config/ and the default model, where ROS tools (and the runtime) look for them."""
+    out = []
+    for folder in ("launch", "config", "models/default"):
+        files = sorted(str(p) for p in (HERE / folder).glob("*") if p.is_file())
+        if files:
+            out.append((f"share/stark_ros/{folder}", [str(Path(f).relative_to(HERE)) for f in files]))
+    return out
+
+
 setup(
     name="stark_ros",
     version=VERSION,
@@ -48,6 +58,7 @@ setup(
     packages=find_packages(include=["stark_ros", "stark_ros.*"]),
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "onnxruntime>=1.17", "pyyaml"],
     extras_require=EXTRAS,
+    data_files=_share_files(),
     entry_points={
         "console_scripts": [
             "tracker_node = stark_ros.node.tracker_node:main",

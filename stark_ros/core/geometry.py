@@ -144,7 +144,7 @@ class Crop:
 def crop_side(box, factor: float) -> int:
     """Side in frame pixels of the square crop around ``box`` (context ``factor`` x sqrt(area))."""
     _, _, w, h = (float(v) for v in box)
-    return int(math.ceil(math.sqrt(w * h) * factor))
+    return math.ceil(math.sqrt(w * h) * factor)
 
 
 def crop_around(frame: np.ndarray, box, factor: float, output_size: int) -> Crop:
@@ -159,6 +159,12 @@ def crop_around(frame: np.ndarray, box, factor: float, output_size: int) -> Crop
     left = round(x + 0.5 * w - side * 0.5)
     top = round(y + 0.5 * h - side * 0.5)
     right, bottom = left + side, top + side
+    if right <= 0 or bottom <= 0 or left >= width - 1 or top >= height - 1:
+        # No frame pixel inside (the frame's last row/column never is, see above). The general path
+        # below would slice with negative ends here and wrap frame content into the crop.
+        return Crop(patch=np.full((output_size, output_size, *frame.shape[2:]), CROP_PAD_VALUE, frame.dtype),
+                    pad_mask=np.ones((output_size, output_size), dtype=bool),
+                    resize_factor=output_size / side, left=left, top=top)
     pad_left = max(0, -left)
     pad_top = max(0, -top)
     # "+ 1": the official crop drops the frame's last column/row once the crop reaches it.

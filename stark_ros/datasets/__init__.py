@@ -4,6 +4,18 @@ Every reader returns :class:`Sequence` objects; frames are read lazily as RGB ui
 Shared by the evaluation tools, the trainer, the bag writer and the demo.
 """
 
+from stark_ros.datasets.benchmarks import (
+    READERS,
+    load_dataset,
+    load_got10k,
+    load_lasot,
+    load_otb,
+    load_simple,
+    load_trackingnet,
+    load_uav123,
+    load_vot,
+    polygons_to_boxes,
+)
 from stark_ros.datasets.base import (
     MissingSharedDataError,
     Sequence,
@@ -15,6 +27,16 @@ from stark_ros.datasets.base import (
 )
 
 __all__ = [
+    "READERS",
+    "load_dataset",
+    "load_got10k",
+    "load_lasot",
+    "load_otb",
+    "load_simple",
+    "load_trackingnet",
+    "load_uav123",
+    "load_vot",
+    "polygons_to_boxes",
     "MissingSharedDataError",
     "Sequence",
     "load_simple_sequence",

@@ -173,6 +173,12 @@ def _check_type(value, default, where: str):
         return value
     if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if isinstance(default, float) and isinstance(value, str):
+        # YAML 1.1 reads "1e-4" (no dot) as a string.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
     for kind in (str, list, dict):
@@ -236,7 +242,7 @@ def _read_tree(path: Path, seen: tuple) -> dict:
     base = tree.pop("_base_", None)
     if base is None:
         return tree
-    merged = _read_tree(path.parent / base, seen + (path.resolve(),))
+    merged = _read_tree(path.parent / base, (*seen, path.resolve()))
     _merge(merged, tree)
     return merged
 

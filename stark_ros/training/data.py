@@ -87,7 +87,7 @@ class PairDataset(Dataset):
         self.valid: list[np.ndarray] = []
         self.by_source: list[np.ndarray] = []
         weights = []
-        for seqs, weight in zip(sources, source_weights):
+        for seqs, weight in zip(sources, source_weights, strict=True):
             members = []
             for seq in seqs:
                 idx = valid_frames(seq)
@@ -136,7 +136,7 @@ class PairDataset(Dataset):
         dynamic = [int(between[int(rng.integers(len(between)))]) for _ in range(self.num_templates - 1)]
         # Several dynamic templates: the most recent one last, as the tracker keeps them.
         dynamic.sort(key=lambda f: abs(f - first))
-        return [first] + dynamic, search
+        return [first, *dynamic], search
 
     def _draw_photometric(self, rng, gray: bool, flip: bool) -> _Photometric:
         a = self.aug

@@ -140,14 +140,14 @@ def build_optimizer(model: StarkModel, cfg: TrainConfig):
     if backbone:
         groups.append({"params": backbone, "lr": o.lr * o.backbone_lr_mult})
     optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
-    drop_epoch = max(1, int(round(cfg.epochs * o.lr_drop_at)))
+    drop_epoch = max(1, round(cfg.epochs * o.lr_drop_at))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[drop_epoch], gamma=o.lr_drop_factor)
     return optimizer, scheduler
 
 
 def build_dataset(cfg: TrainConfig, model_config: ModelConfig) -> PairDataset:
     sources = [load_source(src) for src in cfg.data.sources]
-    for src, seqs in zip(cfg.data.sources, sources):
+    for src, seqs in zip(cfg.data.sources, sources, strict=True):
         LOG.info("data %s:%s (weight %g): %d sequences", src.kind, src.root, src.weight, len(seqs))
         LOG.debug("sequences: %s", ", ".join(s.name for s in seqs))
     return PairDataset(sources, [s.weight for s in cfg.data.sources], model_config.tracker,
@@ -275,13 +275,28 @@ class Trainer:
         _restore_rng(state["rng"])
         LOG.info("resumed from %s at epoch %d, step %d", latest, self.epoch, self.step_in_epoch)
 
+    def replica_checksums(self) -> torch.Tensor:
+        """(processes, 3 x tensors) float64: sum, sum of squares and sum of |x| of every parameter
+        on every rank. DDP keeps replicas identical; a difference means a broken run."""
+        local = torch.cat([torch.stack((p.double().sum(), p.double().square().sum(), p.double().abs().sum()))
+                           for p in self.model.parameters()]).detach()
+        if not self.distributed:
+            return local[None].cpu()
+        gathered = [torch.empty_like(local) for _ in range(self.world)]
+        dist.all_gather(gathered, local)
+        return torch.stack(gathered).cpu()
+
     def save(self, name: str = LATEST) -> Path:
         path = self.work_dir / name
+        checksums = self.replica_checksums()
+        if self.rank == 0 and not torch.equal(checksums, checksums[:1].expand_as(checksums)):
+            LOG.error("model replicas differ between processes (DDP out of sync)")
         if self.rank == 0:
             save_checkpoint(path, self.model, optimizer=self.optimizer.state_dict(),
                             scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
                             epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
                             rng=_rng_state(), epoch_summaries=self.epoch_summaries,
+                            replica_checksums=checksums,
                             train_config=_plain(config_to_dict(self.cfg)))
             if self.cfg.backup_dir:
                 backup = Path(self.cfg.backup_dir).expanduser()
@@ -335,11 +350,14 @@ class Trainer:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
-    def train(self, max_steps: int | None = None, save: bool = True) -> list[dict]:
+    def train(self, max_steps: int | None = None, save: bool = True, progress: bool | None = None) -> list[dict]:
         """Train to the configured epoch count, or stop after ``max_steps`` optimiser steps (tests,
         benchmarks) or on SIGINT/SIGTERM, saving ``latest.pth`` where it stopped. Returns the
-        per-step statistics of this call."""
-        from tqdm import tqdm  # noqa: PLC0415 - progress bars only where a loop runs
+        per-step statistics of this call. ``progress`` overrides the constructor's choice of a tqdm bar."""
+        from tqdm import tqdm
+
+        if progress is not None:
+            self.progress = progress
 
         writer = self._writer() if save else None
         done = 0
@@ -428,7 +446,7 @@ class Trainer:
             keys = sorted(totals)
             values = torch.tensor([totals[k] for k in keys], dtype=torch.float64, device=self.device)
             dist.all_reduce(values)
-            totals = dict(zip(keys, (values / self.world).tolist()))
+            totals = dict(zip(keys, (values / self.world).tolist(), strict=True))
         return dict(totals)
 
     # -------------------------------------------------------------------------------- logging
@@ -436,7 +454,7 @@ class Trainer:
         if self.rank != 0:
             return None
         try:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - optional dependency
+            from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             LOG.warning("tensorboard is not installed: no TensorBoard scalars")
             return None

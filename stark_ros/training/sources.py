@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from stark_ros.datasets.coco import load_coco
 from stark_ros.training.config import DataSource
 
 LOG = logging.getLogger("stark_ros.training")
-# Benchmark readers live beside the evaluation's (module stark_ros.datasets.<kind>, function load_<kind>).
+# Benchmark layouts read by stark_ros.datasets' readers (shared with the evaluation tools).
 BENCHMARK_KINDS = ("got10k", "lasot", "trackingnet")
 
 
@@ -32,17 +31,18 @@ def _load_simple(root: Path) -> list[Sequence]:
 
 
 def _load_benchmark(kind: str, root: Path, split: str) -> list[Sequence]:
-    try:
-        reader = getattr(importlib.import_module(f"stark_ros.datasets.{kind}"), f"load_{kind}")
-    except (ImportError, AttributeError):
-        reader = getattr(importlib.import_module("stark_ros.datasets"), f"load_{kind}", None)
-    if reader is None:
-        raise ValueError(f"no reader for data source kind {kind!r} in stark_ros.datasets")
-    try:
-        return list(reader(root, split=split))
-    except TypeError:
-        # Readers without splits (LaSOT's train/test lists are part of the layout).
-        return list(reader(root))
+    from stark_ros import datasets  # the benchmark readers of the evaluation tools
+
+    if kind == "got10k":
+        return datasets.load_got10k(root, split=split)
+    if kind == "trackingnet":
+        # TRAIN_0 ... TRAIN_11 hold the training videos, TEST the test set.
+        chunks = [d.name for d in root.iterdir() if d.name.lower().startswith(split.lower())]
+        if not chunks:
+            raise FileNotFoundError(f"TrackingNet: no {split}* chunk folder in {root}")
+        return datasets.load_trackingnet(root, chunks=chunks)
+    # LaSOT: every sequence under ROOT/<class>/ (restrict with include/exclude).
+    return datasets.load_lasot(root)
 
 
 def load_source(src: DataSource) -> list[Sequence]:

@@ -225,3 +225,29 @@ def test_manual_lifecycle(ros_context, tmp_path, untrained_lite_model, sequence)
     finally:
         client.close()
         proc.stop()
+
+
+BLANK_FROM, BLANK_TO = 15, 30  # frames replaced by black images: the target disappears
+
+
+def test_lost_and_reacquired_on_blanked_frames(tracker, shared):
+    """With the default (trained) model: black frames make the target LOST, the real frames after
+    them make it REACQUIRED; both events arrive on the events topic."""
+    from stark_ros.runtime import default_model_dir
+
+    seq = load_simple_sequence(shared / "data" / "sot" / "vot2014_car")
+    _, client = tracker("lost", model=default_model_dir())
+    client.publish_and_wait(client.image_msg(seq.frame(0), stamp(0)))
+    client.request(seq.boxes[0], stamp(0), target_id="car")
+    client.wait_event(lambda e: e.type == TrackEvent.INITIALIZED, what="INITIALIZED")
+    for i in range(1, BLANK_TO + 25):
+        frame = seq.frame(i)
+        if BLANK_FROM <= i < BLANK_TO:
+            frame = np.zeros_like(frame)
+        client.publish_and_wait(client.image_msg(frame, stamp(i)))
+    lost = client.wait_event(lambda e: e.type == TrackEvent.LOST, what="LOST")
+    back = client.wait_event(lambda e: e.type == TrackEvent.REACQUIRED, what="REACQUIRED")
+    lost_frame = round((lost.header.stamp.sec * 10**9 + lost.header.stamp.nanosec - START_NS) / FRAME_PERIOD_NS)
+    back_frame = round((back.header.stamp.sec * 10**9 + back.header.stamp.nanosec - START_NS) / FRAME_PERIOD_NS)
+    assert BLANK_FROM <= lost_frame < BLANK_TO, lost_frame
+    assert back_frame >= BLANK_TO, back_frame

@@ -1,0 +1,88 @@
+"""python -m stark_ros.evaluate: run trackers over a dataset, score them, write a report.
+
+    python -m stark_ros.evaluate                                  # default model + baseline on shared/data/sot
+    python -m stark_ros.evaluate --tracker runtime:models/st50 --tracker baseline --dataset otb --root ~/OTB100
+    python -m stark_ros.evaluate --tracker reference:STARKST_ep0050.pth.tar --update-interval 200
+
+Trackers: ``runtime[:MODEL_DIR]`` (ONNX Runtime; default: the installed default model),
+``reference:CHECKPOINT`` (the PyTorch reference tracker; needs torch), ``baseline`` (OpenCV CSRT,
+or MIL where OpenCV has no contrib modules; needs no weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from stark_ros.datasets import READERS, load_dataset, shared_dir
+from stark_ros.evaluation.report import curves, write_report
+from stark_ros.evaluation.runner import OpenCVBaseline, run_dataset, score
+
+LOG = logging.getLogger("stark_ros.evaluate")
+
+
+def make_tracker(spec: str, update_interval: int | None):
+    kind, _, arg = spec.partition(":")
+    if kind == "runtime":
+        from stark_ros.runtime import RuntimeTracker, StarkRuntime, resolve_model  # noqa: PLC0415
+
+        model = resolve_model(arg or None)
+        rt = StarkRuntime(model, update_interval=update_interval)
+        return RuntimeTracker(rt), f"stark_{rt.info.variant.lower()}_onnx", f"{model}"
+    if kind == "reference":
+        if not arg:
+            raise ValueError("reference:CHECKPOINT needs a checkpoint")
+        from dataclasses import replace  # noqa: PLC0415
+
+        from stark_ros.model import ReferenceTracker, load_checkpoint  # noqa: PLC0415 - torch only here
+
+        model, cfg = load_checkpoint(arg)
+        settings = replace(cfg.tracker, update_interval=update_interval) if update_interval else cfg.tracker
+        return ReferenceTracker(model, settings), f"stark_{cfg.variant.lower()}_torch", arg
+    if kind == "baseline":
+        tracker = OpenCVBaseline(arg or None)
+        return tracker, tracker.name, "OpenCV, no weights"
+    raise ValueError(f"unknown tracker {spec!r} (runtime[:DIR], reference:CKPT, baseline[:csrt|mil])")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stark_ros.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="simple", choices=sorted(READERS), help="dataset layout")
+    parser.add_argument("--root", default=None, help="dataset folder (default: shared/data/sot)")
+    parser.add_argument("--sequences", nargs="*", default=None, help="only these sequences")
+    parser.add_argument("--tracker", action="append", default=None,
+                        help="tracker to run (repeatable); default: runtime and baseline")
+    parser.add_argument("--update-interval", type=int, default=None, help="dynamic template update interval")
+    parser.add_argument("--out", default="out/eval", help="results and report folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    root = Path(args.root) if args.root else shared_dir() / "data" / "sot"
+    try:
+        sequences = load_dataset(args.dataset, root)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.sequences:
+        sequences = [s for s in sequences if s.name in set(args.sequences)]
+    if not sequences:
+        print("error: no sequences to evaluate", file=sys.stderr)
+        return 2
+    scores, curve_data = {}, {}
+    for spec in args.tracker or ["runtime", "baseline"]:
+        tracker, name, source = make_tracker(spec, args.update_interval)
+        print(f"{name}: {source}")
+        results = run_dataset(tracker, name, sequences, Path(args.out) / "results", progress=not args.no_progress)
+        scores[name] = score(results, sequences)
+        curve_data[name] = curves(results, sequences)
+    paths = write_report(scores, curve_data, args.out, title=f"{args.dataset}: {root}")
+    print(Path(paths["markdown"]).read_text().split("\n## ")[0])
+    print("report: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
