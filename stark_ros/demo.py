@@ -34,6 +34,9 @@ DEFAULT_RATE_HZ = 15.0
 PICTURE_FRAMES = 4
 STARTUP_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 10.0
+# After the node's subscriptions show up, DDS needs a moment until both sides have matched;
+# best-effort frames sent before that are lost.
+DISCOVERY_SETTLE_S = 1.0
 TRACK_COLOUR = (0, 220, 0)
 TRUTH_COLOUR = (255, 210, 0)
 
@@ -49,9 +52,10 @@ def _model_dir(requested: str | None, scratch: Path) -> tuple[Path, str]:
     except ModelLoadError:
         pass
     # No trained model installed: make an untrained one so the plumbing can still be shown.
-    from stark_ros.export import export_model  # noqa: PLC0415 - needs torch, only in this fallback
-    from stark_ros.model import build_model, get_preset  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import torch
+
+    from stark_ros.export import export_model
+    from stark_ros.model import build_model, get_preset
 
     torch.manual_seed(0)
     out = scratch / "untrained_lite"
@@ -86,27 +90,30 @@ def _picture(seq, boxes: dict, out: Path) -> Path:
         for box, colour in ((seq.boxes[i], TRUTH_COLOUR), (boxes.get(i), TRACK_COLOUR)):
             if box is None or not np.all(np.isfinite(box)):
                 continue
-            x, y, w, h = (int(round(v)) for v in box)
+            x, y, w, h = (round(v) for v in box)
             cv2.rectangle(img, (x, y), (x + w, y + h), colour[::-1], 2)
         cv2.putText(img, f"frame {i + 1}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
         tiles.append(img)
     height = min(t.shape[0] for t in tiles)
     tiles = [cv2.resize(t, (int(t.shape[1] * height / t.shape[0]), height)) for t in tiles]
-    grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])]) if len(tiles) == PICTURE_FRAMES else np.hstack(tiles)
+    if len(tiles) == PICTURE_FRAMES:
+        grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])])
+    else:
+        grid = np.hstack(tiles)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), grid)
     return out
 
 
 def run(args) -> int:
-    import rclpy  # noqa: PLC0415 - the demo is the one tool that needs ROS
-    from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: PLC0415
-    from sensor_msgs.msg import Image  # noqa: PLC0415
-    from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent  # noqa: PLC0415
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
 
-    from stark_ros.node.image_conversion import ImageConverter  # noqa: PLC0415
-    from stark_ros.node.messages import box_to_msg, msg_to_box  # noqa: PLC0415
+    from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
+    from stark_ros.node.image_conversion import ImageConverter
+    from stark_ros.node.messages import box_to_msg, msg_to_box
 
     try:
         seq = load_simple_sequence(shared_dir() / "data" / "sot" / args.sequence)
@@ -123,9 +130,9 @@ def run(args) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     log_path = Path(args.out) / "tracker_node.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    node_log = open(log_path, "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(_executable() + ["--ros-args", "--params-file", str(_params_file()),
-                                             "-p", f"model:={model}"],
+    node_log = open(log_path, "w")
+    proc = subprocess.Popen([*_executable(), "--ros-args", "--params-file", str(_params_file()),
+                             "-p", f"model:={model}"],
                             stdout=node_log, stderr=subprocess.STDOUT)
     rclpy.init()
     node = rclpy.create_node("stark_demo_player")
@@ -176,6 +183,7 @@ def run(args) -> int:
                       file=sys.stderr)
                 return 1
             time.sleep(0.1)
+        time.sleep(DISCOVERY_SETTLE_S)
         print("tracker node is up; publishing frames (sensor_msgs/Image, bgr8) ...")
         period = 1.0 / args.rate
         t_start[0] = time.monotonic()

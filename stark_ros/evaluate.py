@@ -26,7 +26,7 @@ LOG = logging.getLogger("stark_ros.evaluate")
 def make_tracker(spec: str, update_interval: int | None):
     kind, _, arg = spec.partition(":")
     if kind == "runtime":
-        from stark_ros.runtime import RuntimeTracker, StarkRuntime, resolve_model  # noqa: PLC0415
+        from stark_ros.runtime import RuntimeTracker, StarkRuntime, resolve_model
 
         model = resolve_model(arg or None)
         rt = StarkRuntime(model, update_interval=update_interval)
@@ -34,9 +34,9 @@ def make_tracker(spec: str, update_interval: int | None):
     if kind == "reference":
         if not arg:
             raise ValueError("reference:CHECKPOINT needs a checkpoint")
-        from dataclasses import replace  # noqa: PLC0415
+        from dataclasses import replace
 
-        from stark_ros.model import ReferenceTracker, load_checkpoint  # noqa: PLC0415 - torch only here
+        from stark_ros.model import ReferenceTracker, load_checkpoint
 
         model, cfg = load_checkpoint(arg)
         settings = replace(cfg.tracker, update_interval=update_interval) if update_interval else cfg.tracker

@@ -43,7 +43,7 @@ class TrackerSettings:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrackerSettings":
+    def from_dict(cls, d: dict) -> TrackerSettings:
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in d.items() if k in known}
         for key in ("mean", "std"):

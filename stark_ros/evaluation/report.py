@@ -55,10 +55,10 @@ def write_report(scores: dict, curve_data: dict, out_dir, title: str = "Evaluati
 
 
 def _plots(scores: dict, curve_data: dict, out_dir: Path) -> dict:
-    import matplotlib  # noqa: PLC0415 - evaluation extra
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     out = {}
     for key, xs, xlabel, ylabel, fname, metric in (

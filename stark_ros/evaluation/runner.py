@@ -47,7 +47,7 @@ class OpenCVBaseline:
     def initialize(self, frame, box) -> None:
         self._tracker = self._make()
         self._box = np.asarray(box, dtype=np.float64)
-        self._tracker.init(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), tuple(int(round(v)) for v in box))
+        self._tracker.init(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), tuple(round(v) for v in box))
 
     def track(self, frame):
         ok, box = self._tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -91,7 +91,7 @@ def result_paths(out_dir: Path, tracker_name: str, seq_name: str) -> tuple[Path,
 
 def run_dataset(tracker, tracker_name: str, sequences: list[Sequence], out_dir, progress: bool = True) -> dict:
     """Run (or resume) a tracker over sequences; returns {seq name: SequenceResult}."""
-    from tqdm import tqdm  # noqa: PLC0415 - evaluation extra
+    from tqdm import tqdm
 
     results = {}
     for seq in tqdm(sequences, desc=tracker_name, disable=not progress):

@@ -75,10 +75,10 @@ def choose_thresholds(present: np.ndarray, absent: np.ndarray) -> tuple[float, f
 
 
 def plot(study: ScoreStudy, out: Path) -> Path:
-    import matplotlib  # noqa: PLC0415 - evaluation extra
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 1, 41)

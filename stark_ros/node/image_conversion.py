@@ -127,7 +127,7 @@ class CvBridgeConverter(ImageConverter):
 def make_converter(prefer_cv_bridge: bool = True) -> ImageConverter:
     if prefer_cv_bridge:
         try:
-            from cv_bridge import CvBridge  # noqa: PLC0415 - optional dependency
+            from cv_bridge import CvBridge
             return CvBridgeConverter(CvBridge())
         except Exception:  # not installed, or a broken build (PyPI's ROS 1 cv-bridge with numpy 2)
             pass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from stark_ros.msg import BoundingBox2D, TrackedObject, TrackEvent
 
 from stark_ros.core.lost import TargetState, TrackEventType
+from stark_ros.msg import BoundingBox2D, TrackedObject, TrackEvent
 
 STATE_TO_MSG = {TargetState.TRACKING: TrackedObject.STATE_TRACKING, TargetState.LOST: TrackedObject.STATE_LOST}
 EVENT_TO_MSG = {

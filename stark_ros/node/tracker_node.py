@@ -31,15 +31,15 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
-from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
-from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
 from stark_ros.core.geometry import InvalidBoxError
 from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
+from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
 from stark_ros.node.frame_buffer import Frame, FrameBuffer, Lookup
 from stark_ros.node.image_conversion import ImageConversionError, make_converter
 from stark_ros.node.messages import msg_to_box, track_event, tracked_object
 from stark_ros.runtime import ModelLoadError, RuntimeOptions, StarkRuntime, resolve_model
+from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
 NODE_NAME = "stark_tracker"
 EVENTS_QUEUE_DEPTH = 100
@@ -87,10 +87,12 @@ PARAMETERS = {
     "request_timeout": (1.0, _descriptor("Seconds a request stamped after the newest frame waits for that frame.",
                                          floating=(0.0, 60.0))),
     "max_targets": (16, _descriptor("Targets tracked at once; more are rejected.", integer=(1, 256))),
-    "lost_threshold": (_LOST_DEFAULTS.lost_threshold, _descriptor("Score below which a frame counts as not confident.", floating=(0.0, 1.0))),
-    "lost_frames": (_LOST_DEFAULTS.lost_frames, _descriptor("Consecutive unconfident frames before a target is LOST.", integer=(1, 1000))),
-    "reacquire_threshold": (_LOST_DEFAULTS.reacquire_threshold, _descriptor("Score above which a LOST target is REACQUIRED.",
-                                             floating=(0.0, 1.0))),
+    "lost_threshold": (_LOST_DEFAULTS.lost_threshold,
+                       _descriptor("Score below which a frame counts as not confident.", floating=(0.0, 1.0))),
+    "lost_frames": (_LOST_DEFAULTS.lost_frames,
+                    _descriptor("Consecutive unconfident frames before a target is LOST.", integer=(1, 1000))),
+    "reacquire_threshold": (_LOST_DEFAULTS.reacquire_threshold,
+                            _descriptor("Score above which a LOST target is REACQUIRED.", floating=(0.0, 1.0))),
     "update_interval": (0, _descriptor("Frames between dynamic-template updates (0 = the model's default).",
                                        read_only=True, integer=(0, 100000))),
     "diagnostics_period": (1.0, _descriptor("Seconds between /diagnostics messages.", read_only=True,
@@ -333,7 +335,7 @@ class TrackerNode(LifecycleNode):
 
     def _srv_list(self, req: ListTargets.Request, resp: ListTargets.Response):
         with self._lock:
-            for tid, result in self._last_result.items():
+            for result in self._last_result.values():
                 resp.targets.append(result)
         return resp
 
@@ -453,7 +455,7 @@ class TrackerNode(LifecycleNode):
     def _publish_debug(self, frame: Frame, header: Header, results) -> None:
         img = frame.rgb.copy()
         for r in results:
-            x, y, w, h = (int(round(v)) for v in r.box)
+            x, y, w, h = (round(v) for v in r.box)
             colour = DEBUG_COLOURS[r.state]
             cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2)
             text = f"{r.target_id} {r.score:.2f}" + (" LOST" if r.state is TargetState.LOST else "")

@@ -184,9 +184,9 @@ def _check_type(value, default, where: str):
     for kind in (str, list, dict):
         if isinstance(default, kind):
             if not isinstance(value, kind):
-                raise ValueError(f"{where}: expected a {kind.__name__}, got {value!r}")
+                raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}")
             return value
-    raise ValueError(f"{where}: expected a {type(default).__name__}, got {value!r}")
+    raise ValueError(f"{where}: expected {type(default).__name__}, got {value!r}")
 
 
 def _set_path(tree: dict, dotted: str, value) -> None:
@@ -222,8 +222,11 @@ def load_config(path, options: list[str] | None = None) -> TrainConfig:
     tree = _read_tree(Path(path), seen=())
     for key, value in parse_options(options):
         _set_path(tree, key, value)
-    cfg = _build(TrainConfig, tree, str(path))
-    cfg.validate()
+    try:
+        cfg = _build(TrainConfig, tree, "config")
+        cfg.validate()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return cfg
 
 

@@ -264,9 +264,18 @@ class Trainer:
         if not latest.is_file():
             return
         state = torch.load(latest, map_location="cpu", weights_only=True)
+        saved = state.get("train_config") or {}
+        for key in ("model", "stage"):
+            wanted = getattr(self.cfg, key)
+            if key in saved and saved[key] != wanted:
+                raise ValueError(f"{latest} belongs to a run with {key}={saved[key]!r}, not {wanted!r}: give this "
+                                 "run another name or work_dir, or start afresh with resume=false")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # The saved milestones belong to the saved epoch count; a resumed run may have been given
+        # more or fewer epochs, and its learning-rate drop follows the config it runs under now.
+        self.scheduler.milestones = build_optimizer(self.model, self.cfg)[1].milestones
         if "scaler" in state and self.use_amp:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])

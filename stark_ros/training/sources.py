@@ -31,8 +31,11 @@ def _load_simple(root: Path) -> list[Sequence]:
 
 
 def _load_benchmark(kind: str, root: Path, split: str) -> list[Sequence]:
-    from stark_ros import datasets  # the benchmark readers of the evaluation tools
+    # Imported here so that runs on the simple layout never depend on the benchmark readers.
+    from stark_ros import datasets
 
+    if not root.is_dir():
+        raise FileNotFoundError(f"{kind} data folder {root} not found")
     if kind == "got10k":
         return datasets.load_got10k(root, split=split)
     if kind == "trackingnet":

@@ -5,7 +5,6 @@ looks, the interfaces import from the same package as the Python code and cross 
 import os
 import re
 import sys
-
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ def test_one_version_everywhere():
 
 def test_python_code_and_generated_interfaces_share_one_package():
     from stark_ros.msg import TrackedObjectArray
+
     from stark_ros.runtime import StarkRuntime
 
     pkg = Path(stark_ros.__file__).parent

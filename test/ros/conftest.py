@@ -48,7 +48,7 @@ class TrackerProcess:
             if isinstance(value, bool):
                 value = str(value).lower()
             args += ["-p", f"{key}:={value}"]
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
     def log(self) -> str:

@@ -69,7 +69,7 @@ def test_published_boxes_equal_the_runtime(tracker, sequence, untrained_lite_mod
     rt.add_target(seen[INIT_FRAME], sequence.boxes[INIT_FRAME], "walker")
     for f in seen[INIT_FRAME + 1:BUFFERED_FRAMES]:
         rt.update(f)
-    for msg, f in zip(published, seen[BUFFERED_FRAMES:]):
+    for msg, f in zip(published, seen[BUFFERED_FRAMES:], strict=False):
         (expected,) = rt.update(f)
         (obj,) = msg.objects
         assert obj.id == "walker" and obj.label == "person"

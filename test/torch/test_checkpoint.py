@@ -18,9 +18,9 @@ from stark_ros.model.checkpoint import detect_layout
 
 def outputs(model, ref):
     with torch.no_grad():
-        t = model.forward_backbone(torch.from_numpy(ref["template_img"]), torch.from_numpy(ref["template_mask"][None]))
-        d = model.forward_backbone(torch.from_numpy(ref["dtemplate_img"]), torch.from_numpy(ref["dtemplate_mask"][None]))
-        s = model.forward_backbone(torch.from_numpy(ref["search_img"]), torch.from_numpy(ref["search_mask"][None]))
+        t, d, s = (model.forward_backbone(torch.from_numpy(ref[f"{crop}_img"]),
+                                          torch.from_numpy(ref[f"{crop}_mask"][None]))
+                   for crop in ("template", "dtemplate", "search"))
         out = model.forward_head([t, d], s)
     return out["pred_boxes"].numpy(), out["pred_logits"].numpy()
 
@@ -46,7 +46,7 @@ def test_mmtracking_layout_round_trip(st50, stark_reference, tmp_path):
     loaded, cfg = load_checkpoint(path)
     assert cfg.variant == "ST50"
     ref = np.load(stark_reference / "model_io_ST50.npz")
-    for a, b in zip(outputs(model, ref), outputs(loaded, ref)):
+    for a, b in zip(outputs(model, ref), outputs(loaded, ref), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -56,7 +56,7 @@ def test_own_checkpoint_is_self_describing(st50, stark_reference, tmp_path):
     loaded, loaded_cfg = load_checkpoint(path)
     assert loaded_cfg == cfg
     ref = np.load(stark_reference / "model_io_ST50.npz")
-    for a, b in zip(outputs(model, ref), outputs(loaded, ref)):
+    for a, b in zip(outputs(model, ref), outputs(loaded, ref), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(CheckpointError, match="holds a ST50 model, not S50"):
         load_checkpoint(path, variant="S50")

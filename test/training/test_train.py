@@ -105,6 +105,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     assert states_equal(whole.model.state_dict(), resumed.model.state_dict()) == []
     a, b = whole.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
     assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+    # A checkpoint of another kind of run is never silently continued.
+    with pytest.raises(ValueError, match="belongs to a run with stage=1"):
+        Trainer(tiny(tmp_path / "b", *options, "stage=2"), progress=False)
 
 
 def _env():

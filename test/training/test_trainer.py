@@ -1,5 +1,5 @@
 """The trainer on real shared sequences: it learns, resumes exactly, stage 2 touches only the score
-head, DDP ranks agree with each other and with one process, and its checkpoints track."""
+head, and its checkpoints track (DDP: see test_train.py)."""
 
 from pathlib import Path
 
