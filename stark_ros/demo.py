@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,16 +24,13 @@ import numpy as np
 
 from stark_ros.datasets import MissingSharedDataError, load_simple_sequence, shared_dir
 from stark_ros.evaluation.metrics import sequence_metrics
+from stark_ros.node.process import NodeProcessError, TrackerNodeProcess, use_private_domain
 from stark_ros.runtime import ModelLoadError, default_model_dir
 
 DEFAULT_SEQUENCE = "otb_crossing"
 DEFAULT_RATE_HZ = 15.0
 PICTURE_FRAMES = 4
-STARTUP_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 10.0
-# After the node's subscriptions show up, DDS needs a moment until both sides have matched;
-# best-effort frames sent before that are lost.
-DISCOVERY_SETTLE_S = 1.0
 TRACK_COLOUR = (0, 220, 0)
 TRUTH_COLOUR = (255, 210, 0)
 
@@ -62,24 +56,6 @@ def _model_dir(requested: str | None, scratch: Path) -> tuple[Path, str]:
     export_model(build_model(get_preset("LITE")), out, source_sha256="untrained")
     return out, ("an UNTRAINED STARK-Lite (random weights): no trained model is installed, so the boxes below "
                  "are meaningless; they only show the ROS 2 plumbing")
-
-
-def _executable() -> list[str]:
-    installed = Path(sys.prefix) / "lib" / "stark_ros" / "tracker_node"
-    if installed.is_file():
-        return [str(installed)]
-    found = shutil.which("tracker_node")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from stark_ros.node.tracker_node import main; sys.exit(main())"]
-
-
-def _params_file() -> Path:
-    for cand in (Path(sys.prefix) / "share" / "stark_ros" / "config" / "tracker.yaml",
-                 Path(__file__).resolve().parents[1] / "config" / "tracker.yaml"):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError("config/tracker.yaml not found (is the package installed?)")
 
 
 def _picture(seq, boxes: dict, out: Path) -> Path:
@@ -126,14 +102,9 @@ def run(args) -> int:
     model, what = _model_dir(args.model, scratch)
     print(f"stark_ros demo: tracking '{seq.name}' ({len(seq)} frames) at {args.rate:g} frames/s")
     print(f"weights: {what}")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 100))
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    use_private_domain()
     log_path = Path(args.out) / "tracker_node.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    node_log = open(log_path, "w")
-    proc = subprocess.Popen([*_executable(), "--ros-args", "--params-file", str(_params_file()),
-                             "-p", f"model:={model}"],
-                            stdout=node_log, stderr=subprocess.STDOUT)
+    tracker = TrackerNodeProcess(log_path, params={"model": model}).start()
     rclpy.init()
     node = rclpy.create_node("stark_demo_player")
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -176,14 +147,11 @@ def run(args) -> int:
     converter = ImageConverter()
     published: dict[int, float] = {}
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while image_pub.get_subscription_count() == 0 or target_pub.get_subscription_count() == 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print(f"error: the tracker node did not start; its log ({log_path}):\n{log_path.read_text()}",
-                      file=sys.stderr)
-                return 1
-            time.sleep(0.1)
-        time.sleep(DISCOVERY_SETTLE_S)
+        try:
+            tracker.wait_for_subscribers(image_pub, target_pub)
+        except NodeProcessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print("tracker node is up; publishing frames (sensor_msgs/Image, bgr8) ...")
         period = 1.0 / args.rate
         t_start[0] = time.monotonic()
@@ -207,12 +175,7 @@ def run(args) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        node_log.close()
+        tracker.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
     boxes = {i: r[0] for i, r in received.items()}

@@ -12,9 +12,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,13 +32,12 @@ from stark_ros.bag.io import (
     stamp_ns,
     typestore,
 )
-from stark_ros.evaluation.metrics import sequence_metrics
+from stark_ros.evaluation.metrics import sequence_curves, sequence_metrics
+from stark_ros.evaluation.report import write_report
+from stark_ros.node.process import NodeProcessError, TrackerNodeProcess
 
-STARTUP_TIMEOUT_S = 60.0
-# After the node's subscriptions show up, DDS needs a moment until both sides have matched;
-# best-effort frames sent before that are lost (and a request for them would be rejected).
-DISCOVERY_SETTLE_S = 1.0
 DRAIN_TIMEOUT_S = 10.0
+REPORT_NAME = "tracker node (bag replay)"
 
 
 @dataclass
@@ -75,16 +71,6 @@ def _to_ros(msg, ros_type):
     return out
 
 
-def _executable() -> list[str]:
-    exe = Path(sys.prefix) / "lib" / "stark_ros" / "tracker_node"
-    if exe.is_file():
-        return [str(exe)]
-    found = shutil.which("tracker_node")
-    if not found:
-        raise BagError("the tracker_node executable was not found (is the package installed?)")
-    return [found]
-
-
 def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topic: str | None = None,
            target_topic: str | None = None, gt_topic: str | None = None, use_sim_time: bool = False,
            params_file: str | None = None, storage: str = "mcap", extra_params: dict | None = None) -> ReplayResult:
@@ -110,12 +96,10 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
     params = {"compressed": compressed, "use_sim_time": use_sim_time, **(extra_params or {})}
     if model:
         params["model"] = str(model)
-    share = Path(sys.prefix) / "share" / "stark_ros" / "config" / "tracker.yaml"
-    args = [*_executable(), "--ros-args", "--params-file", str(params_file or share), "-r", f"__ns:=/{ns}"]
-    for k, v in params.items():
-        args += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
-    log = open(out_dir / "tracker_node.log", "w")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        tracker = TrackerNodeProcess(out_dir / "tracker_node.log", params, params_file, namespace=ns).start()
+    except NodeProcessError as exc:
+        raise BagError(str(exc)) from exc
 
     store = typestore()
     received_tracks, received_events, arrival = [], [], {}
@@ -144,12 +128,10 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
     spinner.start()
     published = {}
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while img_pub.get_subscription_count() == 0 or tgt_pub.get_subscription_count() == 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BagError(f"the tracker node did not start; log: {(out_dir / 'tracker_node.log').read_text()}")
-            time.sleep(0.05)
-        time.sleep(DISCOVERY_SETTLE_S)
+        try:
+            tracker.wait_for_subscribers(img_pub, tgt_pub)
+        except NodeProcessError as exc:
+            raise BagError(str(exc)) from exc
         items = [(ts, "frame", m) for ts, m in contents.frames] + [(ts, "target", m) for ts, m in contents.targets]
         items.sort(key=lambda x: (x[0], x[1] != "frame"))  # a frame before a request of the same time
         t0_bag, t0_wall = items[0][0], time.monotonic()
@@ -173,12 +155,7 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
         node.destroy_node()
         if own_context:
             rclpy.try_shutdown()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        tracker.stop()
 
     # Everything the node said, into a bag of its own (written under a temporary name).
     t = store.types
@@ -203,7 +180,13 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
     if contents.ground_truth and tracks:
         stamps = sorted(tracks)
         gt = np.array([contents.ground_truth.get(s, np.full(4, np.nan)) for s in stamps])
-        metrics = sequence_metrics(np.array([tracks[s] for s in stamps]), gt).as_dict()
+        pred = np.array([tracks[s] for s in stamps])
+        metrics = sequence_metrics(pred, gt).as_dict()
+        times = sorted(arrival[s] for s in stamps if s in arrival)
+        fps = (len(times) - 1) / ((times[-1] - times[0]) / NS) if len(times) > 1 and times[-1] > times[0] else 0.0
+        row = {**metrics, "fps": fps}
+        scores = {REPORT_NAME: {"mean": row, "sequences": {Path(bag).name: row}}}
+        write_report(scores, {REPORT_NAME: sequence_curves(pred, gt)}, out_dir, title=f"bag replay: {bag}")
     tracked_stamps = {stamp_ns(m.header) for m in received_tracks}
     result = ReplayResult(
         frames=len(contents.frames), tracked=len(tracks),

@@ -62,6 +62,12 @@ def precision_curve(errors: np.ndarray, thresholds=PRECISION_THRESHOLDS_PX) -> n
     return (errors[:, None] <= thresholds[None, :]).mean(axis=0)
 
 
+def sequence_curves(pred, gt) -> tuple[np.ndarray, np.ndarray]:
+    """Success and precision curves of one sequence (frames without ground truth left out)."""
+    pred, gt = _valid(pred, gt)
+    return success_curve(iou_xywh(pred, gt)), precision_curve(centre_errors(pred, gt))
+
+
 def sequence_metrics(pred, gt) -> SequenceMetrics:
     pred, gt = _valid(pred, gt)
     if len(gt) == 0:

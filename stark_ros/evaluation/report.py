@@ -8,15 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stark_ros.core.geometry import iou_xywh
-from stark_ros.evaluation.metrics import (
-    IOU_THRESHOLDS,
-    PRECISION_THRESHOLDS_PX,
-    _valid,
-    centre_errors,
-    precision_curve,
-    success_curve,
-)
+from stark_ros.evaluation.metrics import IOU_THRESHOLDS, PRECISION_THRESHOLDS_PX, sequence_curves
 
 COLUMNS = (("success_auc", "AUC"), ("precision_20", "P@20px"), ("norm_precision_02", "nP@0.2"),
            ("ao", "AO"), ("sr50", "SR0.5"), ("sr75", "SR0.75"), ("fps", "fps"))
@@ -24,12 +16,8 @@ COLUMNS = (("success_auc", "AUC"), ("precision_20", "P@20px"), ("norm_precision_
 
 def curves(results: dict, sequences) -> tuple[np.ndarray, np.ndarray]:
     """Mean success and precision curves over sequences (each sequence weighs the same)."""
-    succ, prec = [], []
-    for seq in sequences:
-        pred, gt = _valid(results[seq.name].boxes[1:], seq.boxes[1:])
-        succ.append(success_curve(iou_xywh(pred, gt)))
-        prec.append(precision_curve(centre_errors(pred, gt)))
-    return np.mean(succ, axis=0), np.mean(prec, axis=0)
+    per_sequence = [sequence_curves(results[seq.name].boxes[1:], seq.boxes[1:]) for seq in sequences]
+    return tuple(np.mean([c[i] for c in per_sequence], axis=0) for i in range(2))
 
 
 def write_report(scores: dict, curve_data: dict, out_dir, title: str = "Evaluation") -> dict:

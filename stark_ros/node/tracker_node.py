@@ -126,6 +126,13 @@ class _Stats:
     fps: float = 0.0
 
 
+def _percentile(sorted_values, q: float) -> float:
+    """Nearest-rank percentile of an already sorted window (NaN when empty)."""
+    if not sorted_values:
+        return math.nan
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q / 100))]
+
+
 class _RosLogHandler(logging.Handler):
     """Routes the runtime's Python logging (provider fallbacks, model notes) to the node's logger."""
 
@@ -467,12 +474,13 @@ class TrackerNode(LifecycleNode):
         s = self._stats
         runtime = self._runtime
         status = DiagnosticStatus(name=f"{self.get_name()}: STARK tracker", hardware_id="onnxruntime")
-        latency = sorted(s.latency_ms)
-        p50 = latency[len(latency) // 2] if latency else math.nan
+        latency, infer = sorted(s.latency_ms), sorted(s.infer_ms)
         status.level = DiagnosticStatus.OK if runtime is not None else DiagnosticStatus.WARN
         status.message = "tracking" if runtime is not None and runtime.target_ids else "idle"
         values = {
-            "fps": f"{s.fps:.1f}", "latency_p50_ms": f"{p50:.1f}", "frames_processed": str(s.processed),
+            "fps": f"{s.fps:.1f}", "latency_p50_ms": f"{_percentile(latency, 50):.1f}",
+            "latency_p99_ms": f"{_percentile(latency, 99):.1f}", "inference_p50_ms": f"{_percentile(infer, 50):.1f}",
+            "frames_processed": str(s.processed),
             "frames_dropped": str(s.dropped), "bad_frames": str(s.bad_frames),
             "providers": ",".join(runtime.active_providers) if runtime else "",
             "active_targets": str(len(runtime.target_ids)) if runtime else "0",

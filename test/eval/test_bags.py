@@ -47,6 +47,8 @@ def test_replay_equals_offline_runtime(short_seq, tmp_path, untrained_lite_model
     result = replay(bag, tmp_path / "out", model=untrained_lite_model, rate=1.0,
                     extra_params={"intra_op_threads": 1, "queue_size": 30})
     assert (tmp_path / "out" / "tracks_bag").is_dir() and (tmp_path / "out" / "replay.json").is_file()
+    for report in ("report.md", "report.json", "success.png", "precision.png"):
+        assert (tmp_path / "out" / report).is_file(), report
     assert any(e["type"] == 0 for e in result.events)   # INITIALIZED
     seq = load_simple_sequence(short_seq)
     rt = StarkRuntime(untrained_lite_model, RuntimeOptions(providers=("CPUExecutionProvider",), intra_op_threads=1))

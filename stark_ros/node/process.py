@@ -1,0 +1,111 @@
+"""The installed tracker node as a child process: what the demo, bag replay and the node benchmark
+start, so that they measure the same executable a user runs with ``ros2 run`` / launch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+POLL_S = 0.05
+# After the node's subscriptions show up, DDS needs a moment until both sides have matched;
+# best-effort frames sent before that are lost (and a request stamped on them is rejected).
+DISCOVERY_SETTLE_S = 1.0
+# Domain ids a tool picks for itself: above the ones people configure by hand (0..~100).
+PRIVATE_DOMAIN_BASE = 100
+PRIVATE_DOMAIN_SPAN = 100
+
+
+class NodeProcessError(RuntimeError):
+    """The tracker node could not be found or did not come up."""
+
+
+def tracker_executable() -> list[str]:
+    """Where ``ros2 run stark_ros tracker_node`` looks first (lib/<package>/), then PATH."""
+    installed = Path(sys.prefix) / "lib" / "stark_ros" / "tracker_node"
+    if installed.is_file():
+        return [str(installed)]
+    found = shutil.which("tracker_node")
+    if found:
+        return [found]
+    raise NodeProcessError("the tracker_node executable was not found (is the package installed? "
+                           "run `make setup` or `colcon build` and source the environment)")
+
+
+def installed_params_file() -> Path:
+    """The installed config/tracker.yaml, else the one of the source tree."""
+    for cand in (Path(sys.prefix) / "share" / "stark_ros" / "config" / "tracker.yaml",
+                 Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"):
+        if cand.is_file():
+            return cand
+    raise NodeProcessError("config/tracker.yaml was not found (is the package installed?)")
+
+
+def use_private_domain() -> None:
+    """Keep a tool's traffic off other ROS graphs on the network unless the user chose a domain."""
+    os.environ.setdefault("ROS_DOMAIN_ID", str(PRIVATE_DOMAIN_BASE + os.getpid() % PRIVATE_DOMAIN_SPAN))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+def _param_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class TrackerNodeProcess:
+    """``tracker_node --ros-args --params-file ... -p k:=v`` with its output in a log file."""
+
+    def __init__(self, log_path, params: dict | None = None, params_file=None, namespace: str | None = None):
+        self.log_path = Path(log_path)
+        self.args = [*tracker_executable(), "--ros-args", "--params-file", str(params_file or installed_params_file())]
+        if namespace:
+            self.args += ["-r", f"__ns:=/{namespace.strip('/')}"]
+        for key, value in (params or {}).items():
+            self.args += ["-p", f"{key}:={_param_value(value)}"]
+        self._log = None
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> TrackerNodeProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def __enter__(self) -> TrackerNodeProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.is_file() else ""
+
+    def wait_for_subscribers(self, *publishers, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Until the node subscribes to every given publisher's topic, then the DDS settle time."""
+        deadline = time.monotonic() + timeout
+        while any(p.get_subscription_count() == 0 for p in publishers):
+            if self.proc.poll() is not None:
+                raise NodeProcessError(f"the tracker node exited with code {self.proc.returncode}; its log "
+                                       f"({self.log_path}):\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise NodeProcessError(f"the tracker node did not subscribe within {timeout:g} s; its log "
+                                       f"({self.log_path}):\n{self.log_text()}")
+            time.sleep(POLL_S)
+        time.sleep(DISCOVERY_SETTLE_S)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
