@@ -15,6 +15,8 @@ import yaml
 
 SOURCE_KINDS = ("simple", "got10k", "lasot", "trackingnet", "coco")
 STAGES = (1, 2)
+# Modules with BatchNorm whose statistics stage 2 must not move (they are in eval mode there).
+STAGE2_NEVER_TRAINED = ("backbone", "box_head")
 
 
 @dataclass
@@ -91,6 +93,12 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     # 1: box (GIoU + L1 on the corner head); 2: score head only (BCE), from stage 1's weights.
     stage: int = 1
+    # Stage 2 only: model modules (``transformer``, ``query_embed``, ...) that train beside the score
+    # head. Empty: the official rule (score head alone). A small transformer's decoder output may not
+    # tell the target's presence by itself; then the transformer has to learn it, and the box loss
+    # (on positive samples, weighted by ``stage2_box_weight``) keeps the box branch tracking.
+    stage2_modules: list = field(default_factory=list)
+    stage2_box_weight: float = 1.0
     epochs: int = 500
     # Per process (per GPU). Samples per optimiser step = batch_size x accumulate x processes.
     batch_size: int = 16
@@ -138,6 +146,14 @@ class TrainConfig:
                 raise ValueError(f"data.sources[{i}].kind {src.kind!r} is not one of {SOURCE_KINDS}")
             if src.weight <= 0:
                 raise ValueError(f"data.sources[{i}].weight must be > 0, got {src.weight}")
+        if self.stage2_modules and self.stage != 2:
+            raise ValueError(f"stage2_modules is for stage 2; this config is stage {self.stage}")
+        for name in self.stage2_modules:
+            if name in STAGE2_NEVER_TRAINED:
+                raise ValueError(f"stage2_modules: {name!r} cannot train in stage 2 (the box branch's "
+                                 f"{', '.join(STAGE2_NEVER_TRAINED)} stay as stage 1 left them)")
+        if self.stage2_box_weight < 0:
+            raise ValueError(f"stage2_box_weight must be >= 0, got {self.stage2_box_weight}")
         for key in ("negative_prob", "negative_same_frame_prob"):
             if not 0.0 <= getattr(self.data, key) <= 1.0:
                 raise ValueError(f"data.{key} must lie in [0, 1], got {getattr(self.data, key)}")

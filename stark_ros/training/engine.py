@@ -113,9 +113,10 @@ def set_trainable(model: StarkModel, cfg: TrainConfig) -> list[str]:
     """Freeze what the stage does not train; returns the names of the trainable parameters."""
     frozen = tuple("backbone." + p for p in model.backbone.frozen_parameter_prefixes())
     only = tuple("backbone." + p for p in cfg.trainable_backbone_prefixes)
+    stage2 = stage2_trained_modules(model, cfg)
     for name, p in model.named_parameters():
         if cfg.stage == 2:
-            p.requires_grad = name.startswith(SCORE_HEAD + ".")
+            p.requires_grad = name.split(".", 1)[0] in stage2
         elif name.startswith("backbone."):
             p.requires_grad = cfg.train_backbone and not name.startswith(frozen) and (
                 not only or name.startswith(only))
@@ -124,11 +125,23 @@ def set_trainable(model: StarkModel, cfg: TrainConfig) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def set_train_mode(model: StarkModel, stage: int) -> None:
+def stage2_trained_modules(model: StarkModel, cfg: TrainConfig) -> tuple[str, ...]:
+    """The model's top-level modules that stage 2 trains: the score head and ``cfg.stage2_modules``."""
+    children = {name for name, _ in model.named_children()} | {
+        name.split(".", 1)[0] for name, _ in model.named_parameters()}
+    unknown = sorted(set(cfg.stage2_modules) - children)
+    if unknown:
+        raise ValueError(f"stage2_modules: {unknown} are not modules of {model.config.variant}; "
+                         f"it has {sorted(children)}")
+    return (SCORE_HEAD, *cfg.stage2_modules)
+
+
+def set_train_mode(model: StarkModel, cfg: TrainConfig) -> None:
     model.train()
-    if stage == 2:
+    if cfg.stage == 2:
+        trained = stage2_trained_modules(model, cfg)
         for name, module in model.named_children():
-            if name != SCORE_HEAD:
+            if name not in trained:
                 module.eval()
 
 
@@ -158,7 +171,14 @@ def build_dataset(cfg: TrainConfig, model_config: ModelConfig) -> PairDataset:
 
 def compute_losses(out: dict, batch: dict, cfg: TrainConfig) -> dict:
     if cfg.stage == 2:
-        return score_losses(out["pred_logits"], batch["label"])
+        losses = score_losses(out["pred_logits"], batch["label"])
+        positive = batch["label"] > 0
+        if cfg.stage2_modules and cfg.stage2_box_weight > 0 and bool(positive.any()):
+            box = box_losses(out["pred_boxes"][positive, 0], batch["box_xyxy"][positive], cfg.optim.giou_weight,
+                             cfg.optim.l1_weight)
+            losses["loss"] = losses["loss"] + cfg.stage2_box_weight * box.pop("loss")
+            losses.update(box)
+        return losses
     return box_losses(out["pred_boxes"][:, 0], batch["box_xyxy"], cfg.optim.giou_weight, cfg.optim.l1_weight)
 
 
@@ -371,7 +391,7 @@ class Trainer:
         writer = self._writer() if save else None
         done = 0
         start = len(self.step_log)
-        set_train_mode(self.model, self.cfg.stage)
+        set_train_mode(self.model, self.cfg)
         with self._signals():
             while self.epoch < self.cfg.epochs:
                 batches = iter(self._loader())

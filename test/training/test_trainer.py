@@ -59,6 +59,26 @@ def test_stage_two_changes_only_the_score_head(tmp_path):
     assert changed and all(k.startswith("score_head.") for k in changed), changed
 
 
+def test_stage_two_with_the_transformer_keeps_the_box_branch_frozen(tmp_path):
+    stage1 = Trainer(micro(tmp_path / "s1"))
+    stage1.train(max_steps=2, progress=False)
+    ckpt = Path(stage1.work_dir) / LATEST
+    stage2 = Trainer(micro(tmp_path / "s2", "stage=2", f"load_from={ckpt}", "data.negative_prob=0.5",
+                           "stage2_modules=[transformer]"))
+    before = params(stage2.model)
+    history = stage2.train(max_steps=3, progress=False)
+    assert "bce" in history[0] and "giou" in history[0]
+    after = params(stage2.model)
+    changed = {k.split(".", 1)[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"score_head", "transformer"}, changed
+
+
+@pytest.mark.parametrize("module", ["box_head", "no_such_module"])
+def test_stage_two_refuses_modules_it_must_not_train(tmp_path, module):
+    with pytest.raises(ValueError, match="stage2_modules"):
+        Trainer(micro(tmp_path, "stage=2", f"stage2_modules=[{module}]"))
+
+
 def test_checkpoints_load_export_and_track(tmp_path, shared):
     from stark_ros.datasets import load_simple_sequence
     from stark_ros.export import export_checkpoint
