@@ -14,6 +14,9 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "stark_ros" / "__init__.py").read_text(), re.M).group(1)
 
+# OpenCV with its contrib modules: the same cv2 as opencv-python-headless plus the CSRT tracker, the
+# evaluation's baseline (plain OpenCV 5 has only MIL). Never install both: each overwrites cv2.
+OPENCV = "opencv-contrib-python-headless>=4.8"
 TORCH = "torch==2.13.0"  # the CPU build on this project's machines; any other pulls a CUDA build
 EXTRAS = {
     # ONNX Runtime on NVIDIA GPUs (TensorRT / CUDA); replaces the CPU wheel of install_requires.
@@ -56,7 +59,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["stark_ros", "stark_ros.*"]),
-    install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "onnxruntime>=1.17", "pyyaml"],
+    install_requires=["numpy>=1.24", OPENCV, "onnxruntime>=1.17", "pyyaml"],
     extras_require=EXTRAS,
     data_files=_share_files(),
     entry_points={

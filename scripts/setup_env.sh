@@ -61,6 +61,9 @@ if ! stamp_ok deps "$DEPS_HASH"; then
   "${PIP[@]}" install --upgrade pip setuptools wheel || fail "pip could not upgrade itself (is PyPI reachable?)"
   # The package with every extra but the GPU one (setup.py is the one list of dependencies; torch
   # is pinned there, so pip takes the CPU build and never a multi-GB CUDA one).
+  # setup.py asks for opencv-contrib-python-headless; an older venv's plain OpenCV wheel would
+  # share its cv2 folder, and whichever is removed later breaks the other.
+  "${PIP[@]}" uninstall -y opencv-python-headless opencv-python >/dev/null 2>&1 || true
   "${PIP[@]}" install "$ROOT[all]" \
     || fail "pip could not install the dependencies (see the messages above); re-run this script after fixing."
   # ros-rosidl-parser drags in lark-parser, which overwrites the 'lark' module rosidl needs.
