@@ -56,8 +56,9 @@ def _dims(value_info) -> list[int] | None:
 
 def count_flops(model_path, batch: int = 1) -> tuple[int, dict[str, int]]:
     """Multiply-adds x 2 of the graph's Conv, MatMul and Gemm nodes at the
-    given batch size (shapes from ONNX shape inference); element-wise ops are not counted (they
-    are a few percent of a convolutional network and are memory bound anyway)."""
+    given batch size (shapes from ONNX shape inference, and where it gives up, e.g. inside
+    STARK-Lite's attention reshapes, from one ONNX Runtime pass); element-wise ops are not counted
+    (they are a few percent of a convolutional network and are memory bound anyway)."""
     import onnx
 
     proto = onnx.load(str(model_path))
@@ -71,6 +72,10 @@ def count_flops(model_path, batch: int = 1) -> tuple[int, dict[str, int]]:
         shapes[vi.name] = _dims(vi)
     for init in inferred.graph.initializer:
         shapes[init.name] = list(init.dims)
+    missing = sorted({name for node in inferred.graph.node if node.op_type in ("Conv", "MatMul", "Gemm")
+                      for name in [*node.input[:2], node.output[0]] if name and shapes.get(name) is None})
+    if missing:
+        shapes.update(_run_shapes(proto, missing))
     per_op: dict[str, int] = {}
     unknown = []
     for node in inferred.graph.node:
@@ -95,6 +100,23 @@ def count_flops(model_path, batch: int = 1) -> tuple[int, dict[str, int]]:
         raise RuntimeError(f"{model_path}: shape inference left {len(unknown)} compute nodes without shapes "
                            f"(first: {unknown[:3]}); FLOPs would be undercounted")
     return sum(per_op.values()), per_op
+
+
+def _run_shapes(proto, names: list[str]) -> dict[str, list[int]]:
+    """Shapes of the tensors ``names`` from one ONNX Runtime pass on zeros (inputs' batch fixed)."""
+    import onnx
+    import onnxruntime as ort
+
+    graph_outputs = {o.name for o in proto.graph.output}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    for name in names:
+        if name not in graph_outputs:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros(_dims(i), dtype=np.float32) for i in proto.graph.input}
+    values = session.run(names, feeds)
+    return {name: list(value.shape) for name, value in zip(names, values, strict=True)}
 
 
 # ------------------------------------------------------------------------------------ sgemm peak

@@ -30,9 +30,11 @@ class TrackEventType(str, Enum):
 
 @dataclass(frozen=True)
 class LostSettings:
-    lost_threshold: float = 0.3
+    # The defaults suit the default model (models/default): python -m stark_ros.evaluation.score_study
+    # chose them from its score distributions on frames with and without the target.
+    lost_threshold: float = 0.31
     lost_frames: int = 5
-    reacquire_threshold: float = 0.5
+    reacquire_threshold: float = 0.51
     # Each lost frame multiplies the search crop's side by this, up to max_search_growth.
     search_growth_per_frame: float = 1.1
     max_search_growth: float = 2.0

@@ -16,6 +16,10 @@ DEFAULT_UPDATE_BENCHMARK = "lasot"
 DEFAULT_UPDATE_THRESHOLD = 0.5
 # Tracked boxes keep at least this many pixels inside the frame and this minimum size.
 DEFAULT_CLIP_MARGIN = 10.0
+# Where a target's score comes from: the network's score head, or (for a model whose head cannot
+# tell present from absent) the colour similarity of the tracked box to the first one
+# (stark_ros.core.appearance). Models without a score head have no score either way.
+SCORE_SOURCES = ("score_head", "appearance")
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,12 @@ class TrackerSettings:
     update_interval: int = UPDATE_INTERVALS[DEFAULT_UPDATE_BENCHMARK]
     update_threshold: float = DEFAULT_UPDATE_THRESHOLD
     clip_margin: float = DEFAULT_CLIP_MARGIN
+    score_source: str = SCORE_SOURCES[0]
     extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.score_source not in SCORE_SOURCES:
+            raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {self.score_source!r}")
 
     @property
     def has_score_head(self) -> bool:

@@ -27,6 +27,8 @@ ABSENT_FRAMES = 30         # target-free frames shown after each initialisation
 FALSE_REACQUIRE_RATE = 0.02  # share of target-free frames allowed above the reacquire threshold
 THRESHOLD_GRID = np.linspace(0.01, 0.99, 99)
 NEVER_LOST = LostSettings(lost_threshold=0.0, reacquire_threshold=0.0)
+SCORE_LABELS = {"score_head": "score (sigmoid of the score head)",
+                "appearance": "score (colour similarity of the tracked box to the first box)"}
 
 
 @dataclass
@@ -36,6 +38,8 @@ class ScoreStudy:
     lost_threshold: float
     reacquire_threshold: float
     balanced_accuracy: float
+    # "score_head" or "appearance" (TrackerSettings.score_source of the model studied).
+    score_source: str = "score_head"
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -87,7 +91,7 @@ def plot(study: ScoreStudy, out: Path) -> Path:
     ax.axvline(study.lost_threshold, color="k", linestyle="--", label=f"lost_threshold {study.lost_threshold:.2f}")
     ax.axvline(study.reacquire_threshold, color="r", linestyle=":",
                label=f"reacquire_threshold {study.reacquire_threshold:.2f}")
-    ax.set_xlabel("score (sigmoid of the score head)")
+    ax.set_xlabel(SCORE_LABELS.get(study.score_source, "score"))
     ax.set_ylabel("density")
     ax.set_title("Score distributions of the model")
     ax.legend(fontsize=8)
@@ -101,7 +105,8 @@ def plot(study: ScoreStudy, out: Path) -> Path:
 def run(model_dir, sequences: list[Sequence], out_dir) -> ScoreStudy:
     present, absent = collect_scores(model_dir, sequences)
     lost, reacquire, acc = choose_thresholds(present, absent)
-    study = ScoreStudy(present.tolist(), absent.tolist(), lost, reacquire, acc)
+    source = StarkRuntime(model_dir, RuntimeOptions(providers=("CPUExecutionProvider",), warmup=False)).settings
+    study = ScoreStudy(present.tolist(), absent.tolist(), lost, reacquire, acc, source.score_source)
     out_dir = Path(out_dir)
     plot(study, out_dir / "score_histograms.png")
     (out_dir / "score_study.json").write_text(json.dumps(study.summary(), indent=2))

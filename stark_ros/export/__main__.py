@@ -1,9 +1,10 @@
-"""python -m stark_ros.export CHECKPOINT -o DIR [--variant ST50]"""
+"""python -m stark_ros.export CHECKPOINT -o DIR [--variant ST50] [--score-source appearance]"""
 
 import argparse
 import logging
 import sys
 
+from stark_ros.core.params import SCORE_SOURCES
 from stark_ros.export.onnx_export import export_checkpoint
 from stark_ros.model import CheckpointError
 
@@ -17,10 +18,15 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     parser.add_argument("--variant", choices=["S50", "ST50", "ST101", "LITE"],
                         help="architecture of an official/mmtracking checkpoint (default: read off the weights)")
+    parser.add_argument("--score-source", choices=SCORE_SOURCES,
+                        help="where the runtime takes a target's score from: the score head (default) or the "
+                             "colour appearance of the tracked box, for a model whose score head cannot tell "
+                             "present from absent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        template, track = export_checkpoint(args.checkpoint, args.output, variant=args.variant)
+        template, track = export_checkpoint(args.checkpoint, args.output, variant=args.variant,
+                                            score_source=args.score_source)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -95,8 +96,12 @@ def _assert_no_bool_tensors(proto: onnx.ModelProto, path: Path) -> None:
         raise RuntimeError(f"{path}: boolean tensors in the graph (TensorRT rejects them): {bools[:10]}")
 
 
-def export_model(model: StarkModel, out_dir, source_sha256: str = "") -> tuple[Path, Path]:
-    """Write ``template.onnx`` and ``track.onnx`` for ``model`` into ``out_dir``."""
+def export_model(model: StarkModel, out_dir, source_sha256: str = "",
+                 score_source: str | None = None) -> tuple[Path, Path]:
+    """Write ``template.onnx`` and ``track.onnx`` for ``model`` into ``out_dir``. ``score_source``
+    (``score_head`` or ``appearance``, see TrackerSettings) is recorded in the metadata."""
+    if score_source is not None:
+        model.config = replace(model.config, tracker=replace(model.config.tracker, score_source=score_source))
     with warnings.catch_warnings():
         # The TorchScript exporter (chosen for its plain, TensorRT-friendly graphs) announces its
         # deprecation on every call; that is noise for users of this function.
@@ -147,7 +152,8 @@ def _export(model: StarkModel, out_dir, source_sha256: str) -> tuple[Path, Path]
     return template_path, track_path
 
 
-def export_checkpoint(checkpoint, out_dir, variant: str | None = None) -> tuple[Path, Path]:
+def export_checkpoint(checkpoint, out_dir, variant: str | None = None,
+                      score_source: str | None = None) -> tuple[Path, Path]:
     """Any checkpoint the model loader accepts -> the two graphs (metadata names its sha256)."""
     model, _ = load_checkpoint(checkpoint, variant=variant)
-    return export_model(model, out_dir, source_sha256=file_sha256(checkpoint))
+    return export_model(model, out_dir, source_sha256=file_sha256(checkpoint), score_source=score_source)

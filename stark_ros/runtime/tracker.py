@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stark_ros.core import model_metadata as md
+from stark_ros.core.appearance import AppearanceModel
 from stark_ros.core.geometry import clip_box, crop_around, map_box_back, normalize_patch, validate_box
 from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
 from stark_ros.core.params import TrackerSettings
@@ -39,6 +40,8 @@ class _Target:
     templates: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (feat, mask, pos), batch 1 each
     box: np.ndarray
     monitor: LostMonitor
+    # The first look of the target, for models whose score comes from appearance.
+    appearance: AppearanceModel | None = None
     frame_id: int = 0
 
 
@@ -91,6 +94,9 @@ class StarkRuntime:
         if not self.has_score_head:
             LOG.warning("STARK-%s has no score head: lost-target detection is unavailable; targets are "
                         "tracked without LOST/REACQUIRED events", self.info.variant)
+        elif self.uses_appearance_score:
+            LOG.info("STARK-%s: scores come from the appearance of the tracked box (the export says "
+                     "score_source: appearance), not from the score head", self.info.variant)
         if self.options.warmup:
             self._warm_up()
 
@@ -102,6 +108,10 @@ class StarkRuntime:
     @property
     def has_score_head(self) -> bool:
         return self.settings.has_score_head
+
+    @property
+    def uses_appearance_score(self) -> bool:
+        return self.has_score_head and self.settings.score_source == "appearance"
 
     @property
     def target_ids(self) -> list[str]:
@@ -123,7 +133,8 @@ class StarkRuntime:
         template = self._template_tokens([frame], [box])[0]
         self._targets[str(target_id)] = _Target(
             target_id=str(target_id), templates=[template] * len(self._prefixes), box=box,
-            monitor=LostMonitor(self.lost_settings, box))
+            monitor=LostMonitor(self.lost_settings, box),
+            appearance=AppearanceModel(frame, box) if self.uses_appearance_score else None)
         return str(target_id)
 
     def remove_target(self, target_id: str) -> bool:
@@ -178,7 +189,10 @@ class StarkRuntime:
             t.frame_id += 1
             predicted = clip_box(map_box_back(boxes[i], centres[i], factors[i], s.search_size),
                                  height, width, s.clip_margin)
-            score = float(1.0 / (1.0 + math.exp(-float(logits[i, 0])))) if logits is not None else math.nan
+            if t.appearance is not None:
+                score = t.appearance.similarity(frame, predicted)
+            else:
+                score = float(1.0 / (1.0 + math.exp(-float(logits[i, 0])))) if logits is not None else math.nan
             if not np.all(np.isfinite(predicted)):
                 LOG.warning("target %s: the network returned a non-finite box; keeping the last one", t.target_id)
                 predicted, score = t.box.copy(), 0.0 if logits is not None else math.nan

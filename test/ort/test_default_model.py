@@ -2,16 +2,29 @@
 is far above what the same architecture gets with untrained weights (the bound below fails for
 random weights: the second assertion shows it on the same frames)."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.evaluation.metrics import sequence_metrics
-from stark_ros.runtime import ModelLoadError, RuntimeOptions, RuntimeTracker, StarkRuntime, default_model_dir
+from stark_ros.runtime import (
+    LostSettings,
+    ModelLoadError,
+    RuntimeOptions,
+    RuntimeTracker,
+    StarkRuntime,
+    default_model_dir,
+)
 
 SEQUENCE = "vot2014_car"   # unseen in training (shared/data/sot is the evaluation set)
 FRAMES = 120
 MIN_TRAINED_AUC = 0.35
+# The score must tell frames with the target from frames without it far better than chance (0.5).
+MIN_BALANCED_ACCURACY = 0.75
 CPU = RuntimeOptions(providers=("CPUExecutionProvider",))
 
 
@@ -35,8 +48,20 @@ def test_default_model_is_installed_and_describes_itself():
     except ModelLoadError as exc:
         pytest.fail(str(exc))
     rt = StarkRuntime(model, CPU)
-    assert rt.info.variant == "LITE" and rt.has_score_head
+    # Its score head cannot tell present from absent (models/default/README.md): it scores by appearance.
+    assert rt.info.variant == "LITE" and rt.has_score_head and rt.uses_appearance_score
     assert (model / "README.md").is_file()
+
+
+def test_lost_defaults_are_the_score_study_of_the_default_model():
+    """LostSettings and config/tracker.yaml carry the thresholds the score study chose for this model."""
+    study = json.loads((default_model_dir() / "score_study.json").read_text())
+    config = Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"
+    params = yaml.safe_load(config.read_text())["/**"]["ros__parameters"]
+    defaults = LostSettings()
+    for key in ("lost_threshold", "reacquire_threshold"):
+        assert getattr(defaults, key) == study[key] == params[key], key
+    assert study["balanced_accuracy"] > MIN_BALANCED_ACCURACY
 
 
 def test_default_model_tracks_far_better_than_untrained_weights(car, untrained_lite_model):

@@ -137,6 +137,26 @@ def test_s50_tracks_without_lost_detection(exported_model, frame, caplog):
         assert math.isnan(r.score) and r.state is TargetState.TRACKING and r.event is None
 
 
+def test_appearance_score_source_replaces_the_score_head(untrained_lite_model, tmp_path, frame):
+    """An export that says score_source: appearance scores by colour similarity to the first box:
+    the same frame scores 1, a black frame 0, and the target goes LOST there."""
+    from stark_ros.core.appearance import AppearanceModel
+    from stark_ros.export import export_model
+    from stark_ros.model import build_model, get_preset
+
+    export_model(build_model(get_preset("LITE")), tmp_path, source_sha256="appearance", score_source="appearance")
+    rt = StarkRuntime(tmp_path, CPU_ONLY, LostSettings(lost_threshold=0.3, lost_frames=2, reacquire_threshold=0.5))
+    assert rt.has_score_head and rt.uses_appearance_score
+    assert not StarkRuntime(untrained_lite_model, CPU_ONLY).uses_appearance_score
+    box = (100, 80, 40, 40)
+    rt.add_target(frame, box)
+    (r,) = rt.update(frame)
+    assert r.score == pytest.approx(AppearanceModel(frame, box).similarity(frame, r.box)) and r.score > 0.3
+    events = [rt.update(np.zeros_like(frame))[0] for _ in range(2)]
+    assert all(e.score < 0.05 for e in events)
+    assert events[-1].event is TrackEventType.LOST
+
+
 def test_lost_and_reacquired_follow_the_thresholds(st50_dir, frame):
     # With the reference weights scores sit near 0.5: thresholds around that make both transitions
     # happen on the same frames, which checks the wiring between the runtime and the monitor.
