@@ -102,6 +102,16 @@ def export_model(model: StarkModel, out_dir, source_sha256: str = "",
     (``score_head`` or ``appearance``, see TrackerSettings) is recorded in the metadata."""
     if score_source is not None:
         model.config = replace(model.config, tracker=replace(model.config.tracker, score_source=score_source))
+    # torch.onnx.export restores each wrapper graph's own training flag afterwards, recursively; the
+    # wrappers are in eval mode, and the caller's model gets its own mode back here.
+    was_training = model.training
+    try:
+        return _export_quietly(model, out_dir, source_sha256)
+    finally:
+        model.train(was_training)
+
+
+def _export_quietly(model: StarkModel, out_dir, source_sha256: str) -> tuple[Path, Path]:
     with warnings.catch_warnings():
         # The TorchScript exporter (chosen for its plain, TensorRT-friendly graphs) announces its
         # deprecation on every call; that is noise for users of this function.
@@ -123,7 +133,7 @@ def _export(model: StarkModel, out_dir, source_sha256: str) -> tuple[Path, Path]
     token_axes = {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
-            TemplateGraph(model), (t_img, t_mask), str(template_path), opset_version=OPSET, dynamo=False,
+            TemplateGraph(model).eval(), (t_img, t_mask), str(template_path), opset_version=OPSET, dynamo=False,
             input_names=[md.IN_IMAGE, md.IN_MASK], output_names=[md.OUT_FEAT, md.OUT_FEAT_MASK, md.OUT_POS],
             dynamic_axes={md.IN_IMAGE: token_axes, md.IN_MASK: token_axes, md.OUT_FEAT: token_axes,
                           md.OUT_FEAT_MASK: token_axes, md.OUT_POS: token_axes},
@@ -143,7 +153,7 @@ def _export(model: StarkModel, out_dir, source_sha256: str) -> tuple[Path, Path]
     output_names = [md.OUT_BOXES] + ([md.OUT_SCORE_LOGIT] if model.config.score_head else [])
     with torch.no_grad():
         torch.onnx.export(
-            TrackGraph(model), (*token_inputs, *search), str(track_path), opset_version=OPSET, dynamo=False,
+            TrackGraph(model).eval(), (*token_inputs, *search), str(track_path), opset_version=OPSET, dynamo=False,
             input_names=input_names, output_names=output_names,
             dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
             do_constant_folding=True)

@@ -73,3 +73,27 @@ def test_export_cli(official_checkpoint, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "stark_ros.export", str(tmp_path / "missing.pth"), "-o", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no such checkpoint file" in bad.stderr
+
+
+def test_export_leaves_the_model_as_it_was(tmp_path):
+    """Exporting must not switch the caller's model to training mode: its BatchNorm layers would then
+    use (and update) batch statistics, and every later PyTorch result would be wrong."""
+    import torch
+
+    from stark_ros.export import export_model
+    from stark_ros.model import build_model, get_preset
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("LITE")).eval()
+    crops = (torch.randn(1, 3, 128, 128), torch.zeros(1, 128, 128), torch.randn(1, 3, 256, 256),
+             torch.zeros(1, 256, 256))
+
+    def boxes():
+        with torch.no_grad():
+            template = model.forward_backbone(*crops[:2])
+            return model.forward_head([template, template], model.forward_backbone(*crops[2:]))["pred_boxes"]
+
+    before = boxes()
+    export_model(model, tmp_path, source_sha256="mode-check")
+    assert not any(m.training for m in model.modules())
+    torch.testing.assert_close(boxes(), before, rtol=0, atol=0)
