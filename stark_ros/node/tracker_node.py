@@ -141,10 +141,15 @@ class _RosLogHandler(logging.Handler):
         self._ros_logger = ros_logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        level = record.levelno
-        log = (self._ros_logger.error if level >= logging.ERROR else
-               self._ros_logger.warning if level >= logging.WARNING else self._ros_logger.info)
-        log(record.getMessage())
+        # One call line per severity: rclpy remembers the severity of each calling line and raises
+        # ("Logger severity cannot be changed between calls") when one line logs at two.
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            self._ros_logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            self._ros_logger.warning(message)
+        else:
+            self._ros_logger.info(message)
 
 
 class TrackerNode(LifecycleNode):
