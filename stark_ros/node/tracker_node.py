@@ -121,6 +121,7 @@ class _Stats:
     bad_frames: int = 0
     latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     infer_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    decode_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     window_start: float = field(default_factory=time.monotonic)
     window_frames: int = 0
     fps: float = 0.0
@@ -287,6 +288,7 @@ class TrackerNode(LifecycleNode):
         self._enqueue(msg.header, lambda: self._converter.compressed_to_rgb(msg))
 
     def _enqueue(self, header: Header, convert) -> None:
+        start_ns = time.monotonic_ns()
         try:
             rgb = convert()
         except ImageConversionError as exc:
@@ -294,6 +296,7 @@ class TrackerNode(LifecycleNode):
             self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
             return
         frame = Frame(Time.from_msg(header.stamp).nanoseconds, header.frame_id, rgb, time.monotonic_ns())
+        self._stats.decode_ms.append((frame.received_ns - start_ns) / 1e6)
         with self._wake:
             if self._buffer is not None:
                 self._buffer.append(frame)
@@ -479,12 +482,13 @@ class TrackerNode(LifecycleNode):
         s = self._stats
         runtime = self._runtime
         status = DiagnosticStatus(name=f"{self.get_name()}: STARK tracker", hardware_id="onnxruntime")
-        latency, infer = sorted(s.latency_ms), sorted(s.infer_ms)
+        latency, infer, decode = sorted(s.latency_ms), sorted(s.infer_ms), sorted(s.decode_ms)
         status.level = DiagnosticStatus.OK if runtime is not None else DiagnosticStatus.WARN
         status.message = "tracking" if runtime is not None and runtime.target_ids else "idle"
         values = {
             "fps": f"{s.fps:.1f}", "latency_p50_ms": f"{_percentile(latency, 50):.1f}",
             "latency_p99_ms": f"{_percentile(latency, 99):.1f}", "inference_p50_ms": f"{_percentile(infer, 50):.1f}",
+            "decode_p50_ms": f"{_percentile(decode, 50):.2f}",
             "frames_processed": str(s.processed),
             "frames_dropped": str(s.dropped), "bad_frames": str(s.bad_frames),
             "providers": ",".join(runtime.active_providers) if runtime else "",
