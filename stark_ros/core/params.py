@@ -19,7 +19,7 @@ DEFAULT_CLIP_MARGIN = 10.0
 # Where a target's score comes from: the network's score head, or (for a model whose head cannot
 # tell present from absent) the colour similarity of the tracked box to the first one
 # (stark_ros.core.appearance). Models without a score head have no score either way.
-SCORE_SOURCES = ("score_head", "appearance")
+SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE = SCORE_SOURCES = ("score_head", "appearance")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class TrackerSettings:
     update_interval: int = UPDATE_INTERVALS[DEFAULT_UPDATE_BENCHMARK]
     update_threshold: float = DEFAULT_UPDATE_THRESHOLD
     clip_margin: float = DEFAULT_CLIP_MARGIN
-    score_source: str = SCORE_SOURCES[0]
+    score_source: str = SCORE_FROM_HEAD
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):

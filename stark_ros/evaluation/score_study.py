@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from stark_ros.core.geometry import iou_xywh
+from stark_ros.core.params import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD
 from stark_ros.datasets import Sequence, load_simple_sequence, shared_dir
 from stark_ros.runtime import LostSettings, RuntimeOptions, StarkRuntime
 
@@ -27,8 +28,8 @@ ABSENT_FRAMES = 30         # target-free frames shown after each initialisation
 FALSE_REACQUIRE_RATE = 0.02  # share of target-free frames allowed above the reacquire threshold
 THRESHOLD_GRID = np.linspace(0.01, 0.99, 99)
 NEVER_LOST = LostSettings(lost_threshold=0.0, reacquire_threshold=0.0)
-SCORE_LABELS = {"score_head": "score (sigmoid of the score head)",
-                "appearance": "score (colour similarity of the tracked box to the first box)"}
+SCORE_LABELS = {SCORE_FROM_HEAD: "score (sigmoid of the score head)",
+                SCORE_FROM_APPEARANCE: "score (colour similarity of the tracked box to the first box)"}
 
 
 @dataclass
@@ -38,8 +39,8 @@ class ScoreStudy:
     lost_threshold: float
     reacquire_threshold: float
     balanced_accuracy: float
-    # "score_head" or "appearance" (TrackerSettings.score_source of the model studied).
-    score_source: str = "score_head"
+    # TrackerSettings.score_source of the model studied.
+    score_source: str = SCORE_FROM_HEAD
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -48,10 +49,15 @@ class ScoreStudy:
         return d
 
 
-def collect_scores(model_dir, sequences: list[Sequence], options: RuntimeOptions | None = None):
+def open_model(model_dir, options: RuntimeOptions | None = None) -> StarkRuntime:
+    """The model as the study runs it: never LOST, so every frame's score counts."""
     rt = StarkRuntime(model_dir, options or RuntimeOptions(providers=("CPUExecutionProvider",)), NEVER_LOST)
     if not rt.has_score_head:
         raise ValueError(f"{model_dir}: this model has no score head; there is nothing to study")
+    return rt
+
+
+def collect_scores(rt: StarkRuntime, sequences: list[Sequence]):
     present, absent = [], []
     for k, seq in enumerate(sequences):
         rt.clear()
@@ -103,10 +109,10 @@ def plot(study: ScoreStudy, out: Path) -> Path:
 
 
 def run(model_dir, sequences: list[Sequence], out_dir) -> ScoreStudy:
-    present, absent = collect_scores(model_dir, sequences)
+    rt = open_model(model_dir)
+    present, absent = collect_scores(rt, sequences)
     lost, reacquire, acc = choose_thresholds(present, absent)
-    source = StarkRuntime(model_dir, RuntimeOptions(providers=("CPUExecutionProvider",), warmup=False)).settings
-    study = ScoreStudy(present.tolist(), absent.tolist(), lost, reacquire, acc, source.score_source)
+    study = ScoreStudy(present.tolist(), absent.tolist(), lost, reacquire, acc, rt.settings.score_source)
     out_dir = Path(out_dir)
     plot(study, out_dir / "score_histograms.png")
     (out_dir / "score_study.json").write_text(json.dumps(study.summary(), indent=2))

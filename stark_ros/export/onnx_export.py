@@ -100,15 +100,16 @@ def export_model(model: StarkModel, out_dir, source_sha256: str = "",
                  score_source: str | None = None) -> tuple[Path, Path]:
     """Write ``template.onnx`` and ``track.onnx`` for ``model`` into ``out_dir``. ``score_source``
     (``score_head`` or ``appearance``, see TrackerSettings) is recorded in the metadata."""
-    if score_source is not None:
-        model.config = replace(model.config, tracker=replace(model.config.tracker, score_source=score_source))
     # torch.onnx.export restores each wrapper graph's own training flag afterwards, recursively; the
-    # wrappers are in eval mode, and the caller's model gets its own mode back here.
-    was_training = model.training
+    # wrappers are in eval mode, and the caller's model gets its own mode (and config) back here.
+    was_training, config = model.training, model.config
+    if score_source is not None:
+        model.config = replace(config, tracker=replace(config.tracker, score_source=score_source))
     try:
         return _export_quietly(model, out_dir, source_sha256)
     finally:
         model.train(was_training)
+        model.config = config
 
 
 def _export_quietly(model: StarkModel, out_dir, source_sha256: str) -> tuple[Path, Path]:

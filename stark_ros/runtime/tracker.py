@@ -18,7 +18,7 @@ from stark_ros.core import model_metadata as md
 from stark_ros.core.appearance import AppearanceModel
 from stark_ros.core.geometry import clip_box, crop_around, map_box_back, normalize_patch, validate_box
 from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
-from stark_ros.core.params import TrackerSettings
+from stark_ros.core.params import SCORE_FROM_APPEARANCE, TrackerSettings
 from stark_ros.runtime.session import GraphSession, ModelLoadError, RuntimeOptions, report_providers
 
 LOG = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class StarkRuntime:
 
     @property
     def uses_appearance_score(self) -> bool:
-        return self.has_score_head and self.settings.score_source == "appearance"
+        return self.has_score_head and self.settings.score_source == SCORE_FROM_APPEARANCE
 
     @property
     def target_ids(self) -> list[str]:

@@ -76,8 +76,9 @@ def test_export_cli(official_checkpoint, tmp_path):
 
 
 def test_export_leaves_the_model_as_it_was(tmp_path):
-    """Exporting must not switch the caller's model to training mode: its BatchNorm layers would then
-    use (and update) batch statistics, and every later PyTorch result would be wrong."""
+    """Exporting must not switch the caller's model to training mode (its BatchNorm layers would then
+    use, and update, batch statistics, and every later PyTorch result would be wrong) nor change its
+    config."""
     import torch
 
     from stark_ros.export import export_model
@@ -93,7 +94,8 @@ def test_export_leaves_the_model_as_it_was(tmp_path):
             template = model.forward_backbone(*crops[:2])
             return model.forward_head([template, template], model.forward_backbone(*crops[2:]))["pred_boxes"]
 
-    before = boxes()
-    export_model(model, tmp_path, source_sha256="mode-check")
+    before, config = boxes(), model.config
+    export_model(model, tmp_path, source_sha256="mode-check", score_source="appearance")
     assert not any(m.training for m in model.modules())
+    assert model.config == config       # the score source went into the files, not into the model
     torch.testing.assert_close(boxes(), before, rtol=0, atol=0)
