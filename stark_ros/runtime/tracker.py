@@ -90,6 +90,8 @@ class StarkRuntime:
         self.lost_settings = lost or LostSettings()
         self._targets: dict[str, _Target] = {}
         self._ids = itertools.count(1)
+        # Boxes the tracking graph returned as NaN/inf since start (the warm-up fails on any).
+        self.nonfinite_outputs = 0
         report_providers(self.options.providers, self.active_providers, LOG)
         if not self.has_score_head:
             LOG.warning("STARK-%s has no score head: lost-target detection is unavailable; targets are "
@@ -195,6 +197,7 @@ class StarkRuntime:
                 score = float(1.0 / (1.0 + math.exp(-float(logits[i, 0])))) if logits is not None else math.nan
             if not np.all(np.isfinite(predicted)):
                 LOG.warning("target %s: the network returned a non-finite box; keeping the last one", t.target_id)
+                self.nonfinite_outputs += 1
                 predicted, score = t.box.copy(), 0.0 if logits is not None else math.nan
             reported, event = t.monitor.update(score, predicted)
             t.box = reported
@@ -232,7 +235,16 @@ class StarkRuntime:
         box = np.array([s.search_size / 4, s.search_size / 4, s.search_size / 2, s.search_size / 2])
         tid = self.add_target(frame, box, target_id="__warmup__")
         try:
-            self.update(frame)
+            # A model with NaN/inf weights loads and runs, then reports a fixed box as TRACKING:
+            # refuse it here, where the caller can still fail cleanly (the node fails configure).
+            if not all(np.all(np.isfinite(a)) for a in self._targets[tid].templates[0]):
+                raise ModelLoadError(f"{self.model_dir / md.TEMPLATE_FILE}: non-finite outputs on the warm-up "
+                                     f"frame (NaN or infinite weights?)")
+            before = self.nonfinite_outputs
+            self.update(frame, [tid])
+            if self.nonfinite_outputs != before:
+                raise ModelLoadError(f"{self.model_dir / md.TRACK_FILE}: non-finite box on the warm-up frame "
+                                     f"(NaN or infinite weights?)")
         finally:
             self.remove_target(tid)
 
