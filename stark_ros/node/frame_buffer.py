@@ -1,4 +1,14 @@
-"""A ring buffer of recent frames, looked up by stamp (for requests drawn on an older frame)."""
+"""Frames inside the node, without ROS: the rule for time, the ring buffer of recent frames (looked up
+by stamp, for requests drawn on an older frame) and the bounded latest-frame queue for the worker.
+
+The rule for time (docs/architecture.md, "Time"): frames are tracked in **arrival order**, numbered
+by ``seq``; stamps are only used to find the frame a request was drawn on and to stamp the output.
+A stamp <= 0 means "unstamped" (cameras that leave stamps at 0, and negative stamps that no clock
+gives): such a frame is tracked and can be the "newest frame" of a zero-stamp request, but never
+matches a request by stamp. A stamped frame older than the newest stamped frame seen before it
+(a bag played in a loop, a ``use_sim_time`` reset, a camera clock correction) starts a new run of
+stamps: the buffer forgets the frames of the old run, so that a stamp means one frame again.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,18 @@ from enum import Enum
 
 import numpy as np
 
+NS_PER_S = 1_000_000_000
+
+
+def stamp_ns(sec: int, nanosec: int) -> int:
+    """A header stamp as integer nanoseconds, any sign (``rclpy.time.Time.from_msg`` raises on
+    negative seconds, and one bad stamp must not stop the node)."""
+    return int(sec) * NS_PER_S + int(nanosec)
+
+
+def is_stamped(ns: int) -> bool:
+    return ns > 0
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -15,6 +37,12 @@ class Frame:
     frame_id: str
     rgb: np.ndarray
     received_ns: int
+    seq: int = 0          # arrival order, assigned by the buffer (the order frames are tracked in)
+    header: object = None  # the message header, echoed in the outputs as it came
+
+    @property
+    def stamped(self) -> bool:
+        return is_stamped(self.stamp_ns)
 
 
 class Lookup(str, Enum):
@@ -25,37 +53,119 @@ class Lookup(str, Enum):
     EMPTY = "no frame has been received yet"
 
 
+@dataclass(frozen=True)
+class StampJump:
+    """A stamped frame older than the newest stamped frame before it: a new run of stamps began."""
+
+    previous_ns: int
+    new_ns: int
+    forgotten_frames: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.previous_ns - self.new_ns) / NS_PER_S
+
+    def describe(self) -> str:
+        return (f"image stamps went back by {self.seconds:.3f} s (from {self.previous_ns / NS_PER_S:.6f} to "
+                f"{self.new_ns / NS_PER_S:.6f}: a looping bag, a sim-time reset or a clock correction); "
+                f"tracking goes on in arrival order, {self.forgotten_frames} buffered frame(s) of the old stamps "
+                f"forgotten")
+
+
 class FrameBuffer:
+    """The last ``capacity`` frames in arrival order; numbers each frame it is given (``seq``)."""
+
     def __init__(self, capacity: int):
         if capacity < 1:
             raise ValueError("the frame buffer needs room for at least one frame")
         self._frames: collections.deque[Frame] = collections.deque(maxlen=capacity)
+        self._next_seq = 1
+        self._newest_stamp: int | None = None  # newest stamp of the current run of stamps
 
     def __len__(self) -> int:
         return len(self._frames)
 
-    def append(self, frame: Frame) -> None:
+    def append(self, frame: Frame) -> tuple[Frame, StampJump | None]:
+        """Number the frame, keep it; returns it (with its ``seq``) and the jump it began, if any."""
+        frame = Frame(frame.stamp_ns, frame.frame_id, frame.rgb, frame.received_ns, self._next_seq, frame.header)
+        self._next_seq += 1
+        jump = None
+        if frame.stamped:
+            if self._newest_stamp is not None and frame.stamp_ns < self._newest_stamp:
+                forgotten = sum(1 for f in self._frames if f.stamped)
+                jump = StampJump(self._newest_stamp, frame.stamp_ns, forgotten)
+                self._frames = collections.deque((f for f in self._frames if not f.stamped),
+                                                 maxlen=self._frames.maxlen)
+                self._newest_stamp = None
+            self._newest_stamp = frame.stamp_ns if self._newest_stamp is None else max(self._newest_stamp,
+                                                                                        frame.stamp_ns)
         self._frames.append(frame)
+        return frame, jump
 
     def clear(self) -> None:
         self._frames.clear()
+        self._newest_stamp = None
 
     @property
     def newest(self) -> Frame | None:
+        """The frame that arrived last, stamped or not (what a zero-stamp request starts on)."""
         return self._frames[-1] if self._frames else None
 
-    def find(self, stamp_ns: int, tolerance_ns: int) -> tuple[Lookup, Frame | None]:
-        if not self._frames:
+    def find(self, stamp: int, tolerance_ns: int) -> tuple[Lookup, Frame | None]:
+        """The buffered frame stamped ``stamp`` (within the tolerance; the later one of equal stamps)."""
+        stamped = [f for f in self._frames if f.stamped]
+        if not stamped:
             return Lookup.EMPTY, None
-        if stamp_ns > self._frames[-1].stamp_ns + tolerance_ns:
+        newest = max(f.stamp_ns for f in stamped)
+        oldest = min(f.stamp_ns for f in stamped)
+        if stamp > newest + tolerance_ns:
             return Lookup.NEWER_THAN_BUFFER, None
-        if stamp_ns < self._frames[0].stamp_ns - tolerance_ns:
+        if stamp < oldest - tolerance_ns:
             return Lookup.OLDER_THAN_BUFFER, None
-        best = min(self._frames, key=lambda f: abs(f.stamp_ns - stamp_ns))
-        if abs(best.stamp_ns - stamp_ns) > tolerance_ns:
+        # Ties (repeated stamps) go to the later arrival: min() keeps the first of equal keys.
+        best = min(reversed(stamped), key=lambda f: abs(f.stamp_ns - stamp))
+        if abs(best.stamp_ns - stamp) > tolerance_ns:
             return Lookup.NO_MATCH, None
         return Lookup.FOUND, best
 
-    def frames_between(self, after_ns: int, before_ns: int | None) -> list[Frame]:
-        """Buffered frames with after < stamp (< before, when given), oldest first."""
-        return [f for f in self._frames if f.stamp_ns > after_ns and (before_ns is None or f.stamp_ns < before_ns)]
+    def frames_after(self, seq: int, before_seq: int | None = None) -> list[Frame]:
+        """Buffered frames that arrived after frame ``seq`` (and before ``before_seq``), in order."""
+        return [f for f in self._frames if f.seq > seq and (before_seq is None or f.seq < before_seq)]
+
+
+class LatestFrameQueue:
+    """Frames waiting for the worker: bounded, drop-oldest. The worker takes the newest and the
+    ones it skips count as dropped (a tracker wants the newest image, not a backlog)."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError("the frame queue needs room for at least one frame")
+        self._frames: collections.deque[Frame] = collections.deque()
+        self.capacity = capacity
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, frame: Frame) -> int:
+        """Queue a frame; returns how many older frames it pushed out."""
+        pushed_out = 0
+        while len(self._frames) >= self.capacity:
+            self._frames.popleft()
+            pushed_out += 1
+        self._frames.append(frame)
+        self.dropped += pushed_out
+        return pushed_out
+
+    def take_newest(self) -> tuple[Frame | None, int]:
+        """The newest frame and how many older ones were skipped (and dropped) for it."""
+        if not self._frames:
+            return None, 0
+        frame = self._frames.pop()
+        skipped = len(self._frames)
+        self._frames.clear()
+        self.dropped += skipped
+        return frame, skipped
+
+    def clear(self) -> None:
+        self._frames.clear()

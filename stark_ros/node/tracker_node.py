@@ -1,11 +1,17 @@
 """The STARK tracker node: camera images + target requests in, tracked boxes + events out.
 
-ROS glue only: conversion, queues, parameters, lifecycle, publishing. Tracking is
-:class:`stark_ros.runtime.StarkRuntime` (no torch).
+ROS glue only: it wires the node's ROS-free parts to topics, services and parameters:
+:mod:`stark_ros.node.frame_buffer` (the rule for time, recent frames, the latest-frame queue),
+:mod:`stark_ros.node.requests` (request matching, the bounded pending queue),
+:mod:`stark_ros.node.targets` (one record per target) and :mod:`stark_ros.node.log_throttle`.
+Tracking is :class:`stark_ros.runtime.StarkRuntime` (no torch).
 
-Threading: callbacks only convert and enqueue. Image frames go into a ring buffer (for requests
-drawn on an older frame) and a bounded drop-oldest queue; one worker thread takes the newest
-queued frame, starts pending targets, and runs the runtime for all targets in one batched call.
+Threading: callbacks only convert and enqueue, and never wait: a frame goes into the ring buffer
+and the bounded drop-oldest queue; a request into the bounded pending queue (full: REJECTED busy);
+a service call awaits a future the worker completes, so no executor thread blocks. One worker
+thread takes the newest queued frame, answers pending requests (starting targets on the frame they
+name and catching up through the newer ones, with their events), and runs the runtime for all
+targets in one batched call.
 """
 
 from __future__ import annotations
@@ -26,30 +32,48 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.logging import LoggingSeverity
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.time import Time
+from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from stark_ros.core.geometry import InvalidBoxError
 from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
 from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
-from stark_ros.node.frame_buffer import Frame, FrameBuffer, Lookup
-from stark_ros.node.image_conversion import ImageConversionError, make_converter
+from stark_ros.node.detections import DetectionsOutput
+from stark_ros.node.frame_buffer import NS_PER_S, Frame, FrameBuffer, LatestFrameQueue, stamp_ns
+from stark_ros.node.image_conversion import DEFAULT_MAX_IMAGE_PIXELS, ImageConversionError, make_converter
+from stark_ros.node.log_throttle import ReasonLog, suffix
 from stark_ros.node.messages import msg_to_box, track_event, tracked_object
+from stark_ros.node.requests import MatchSettings, PendingRequests, Reason, Request, Verdict, busy_message, match
+from stark_ros.node.targets import TargetTable
 from stark_ros.runtime import ModelLoadError, RuntimeOptions, StarkRuntime, resolve_model
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
 NODE_NAME = "stark_tracker"
-EVENTS_QUEUE_DEPTH = 100
+EVENTS_QUEUE_DEPTH = 1000
 TRACKS_QUEUE_DEPTH = 10
-REQUEST_QUEUE_DEPTH = 20
-WARN_THROTTLE_S = 5.0
+# DDS keeps this many target requests until the callback takes them: a planner's burst must not be
+# overwritten in the reader's history before the node could answer it (1000 requests in 0.9 s lost
+# 809 with a depth of 20). What the node cannot take on is answered busy.
+REQUEST_QUEUE_DEPTH = 1000
+LOG_THROTTLE_S = 5.0
 WORKER_POLL_S = 0.05
+WORKER_STOP_TIMEOUT_S = 5.0
 LATENCY_WINDOW = 300
-NS_PER_S = 1_000_000_000
+FPS_WINDOW_S = 1.0
+# Frames with a side below this are skipped: the tracker clips boxes with a margin of 10 px and
+# crops a search region several times the target; a 1x1 image turned a box into (-9, -9, 10, 10).
+MIN_FRAME_SIDE_PX = 32
 DEBUG_COLOURS = {TargetState.TRACKING: (0, 255, 0), TargetState.LOST: (255, 0, 0)}
+DEBUG_FONT_SCALE = 0.45
+DEBUG_TEXT_MIN_Y = 12
+
+# Skip reasons counted on /diagnostics (frames) beside the request Reason values.
+SKIP_UNREADABLE = "unreadable"
+SKIP_DEGENERATE = "degenerate"
+STAMPS_BACKWARDS = "stamps_backwards"
 
 
 def _descriptor(description: str, read_only: bool = False, floating=None, integer=None) -> ParameterDescriptor:
@@ -97,28 +121,20 @@ PARAMETERS = {
                                        read_only=True, integer=(0, 100000))),
     "diagnostics_period": (1.0, _descriptor("Seconds between /diagnostics messages.", read_only=True,
                                             floating=(0.1, 60.0))),
+    "max_pending_requests": (32, _descriptor("Target requests waiting for the worker at once; more are REJECTED "
+                                             "'busy' at once.", read_only=True, integer=(1, 10000))),
+    "max_image_pixels": (DEFAULT_MAX_IMAGE_PIXELS,
+                         _descriptor("Images with more pixels are skipped before decoding (checked from the "
+                                     "header).", read_only=True, integer=(1, 1 << 30))),
+    "publish_detections": (True, _descriptor("Also publish vision_msgs/Detection2DArray on `detections` (where "
+                                             "vision_msgs is installed).", read_only=True)),
 }
 LOST_PARAMETERS = ("lost_threshold", "lost_frames", "reacquire_threshold")
 
 
 @dataclass
-class _Request:
-    stamp_ns: int
-    frame_id: str
-    box: np.ndarray
-    target_id: str
-    label: str
-    header: Header
-    deadline: float
-    done: threading.Event | None = None
-    result: tuple[bool, str, str] = ("", "", "")
-
-
-@dataclass
 class _Stats:
     processed: int = 0
-    dropped: int = 0
-    bad_frames: int = 0
     latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     infer_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     decode_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
@@ -138,7 +154,7 @@ class _RosLogHandler(logging.Handler):
     """Routes the runtime's Python logging (provider fallbacks, model notes) to the node's logger."""
 
     def __init__(self, ros_logger):
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self._ros_logger = ros_logger
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -149,52 +165,58 @@ class _RosLogHandler(logging.Handler):
             self._ros_logger.error(message)
         elif record.levelno >= logging.WARNING:
             self._ros_logger.warning(message)
-        else:
+        elif record.levelno >= logging.INFO:
             self._ros_logger.info(message)
+        else:
+            self._ros_logger.debug(message)
+
+
+def _header(frame: Frame) -> Header:
+    return frame.header if frame.header is not None else Header(frame_id=frame.frame_id)
 
 
 class TrackerNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._log = self.get_logger()
         runtime_log = logging.getLogger("stark_ros")
-        runtime_log.addHandler(_RosLogHandler(self.get_logger()))
-        runtime_log.setLevel(logging.INFO)
+        runtime_log.addHandler(_RosLogHandler(self._log))
+        # The runtime's debug lines only when the node's logger asks for them (log_level:=debug).
+        runtime_log.setLevel(logging.DEBUG if self._log.is_enabled_for(LoggingSeverity.DEBUG)
+                             else logging.INFO)
         runtime_log.propagate = False
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._converter = make_converter()
         self._runtime: StarkRuntime | None = None
-        self._lock = threading.RLock()           # guards the runtime and the target tables
-        self._wake = threading.Condition()       # worker wake-up
-        self._queue: collections.deque[Frame] = collections.deque()
-        self._pending: list[_Request] = []
-        self._labels: dict[str, str] = {}
-        self._last_stamp: dict[str, int] = {}
-        self._last_result: dict[str, object] = {}
-        self._stats = _Stats()
+        self._lock = threading.RLock()           # guards the runtime and the target table (worker side)
+        self._wake = threading.Condition()       # guards buffer, queue, pending, cancels; wakes the worker
+        self._converter = None
         self._buffer: FrameBuffer | None = None
+        self._queue: LatestFrameQueue | None = None
+        self._pending: PendingRequests | None = None
+        self._cancels: collections.deque = collections.deque()
+        self._targets = TargetTable()
+        self._listed: tuple = ()                 # snapshot of the targets for list_targets (no lock)
+        self._stats = _Stats()
+        self._skips = ReasonLog(LOG_THROTTLE_S)
+        self._rejections = ReasonLog(LOG_THROTTLE_S)
         self._worker: threading.Thread | None = None
         self._running = False
         self._subs = []
+        self._pubs = []
+        self._services = []
         self._group = ReentrantCallbackGroup()
         self._image_group = MutuallyExclusiveCallbackGroup()
-        self._tracks_pub = self.create_publisher(TrackedObjectArray, "tracks", TRACKS_QUEUE_DEPTH)
-        events_qos = QoSProfile(depth=EVENTS_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                                history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
-        self._events_pub = self.create_publisher(TrackEvent, "events", events_qos)
-        self._debug_pub = self.create_publisher(Image, "debug_image", qos_profile_sensor_data)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", TRACKS_QUEUE_DEPTH)
-        self.create_service(StartTracking, "start_tracking", self._srv_start, callback_group=self._group)
-        self.create_service(CancelTracking, "cancel_tracking", self._srv_cancel, callback_group=self._group)
-        self.create_service(ListTargets, "list_targets", self._srv_list, callback_group=self._group)
         self._diag_timer = None
+        self._tracks_pub = self._events_pub = self._debug_pub = self._diag_pub = None
 
     def p(self, name):
         return self.get_parameter(name).value
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self._log.info("configuring: loading the model")
         try:
             model_dir = resolve_model(self.p("model"))
             options = RuntimeOptions(providers=tuple(self.p("providers")), trt_fp16=self.p("trt_fp16"),
@@ -203,18 +225,43 @@ class TrackerNode(LifecycleNode):
                                         if self.p("trt_engine_cache_dir") else {}))
             lost = LostSettings(**{k: self.p(k) for k in LOST_PARAMETERS})
             interval = self.p("update_interval") or None
-            self._runtime = StarkRuntime(model_dir, options, lost, update_interval=interval)
+            runtime = StarkRuntime(model_dir, options, lost, update_interval=interval)
         except (ModelLoadError, ValueError) as exc:
-            self.get_logger().error(f"configure failed: {exc}")
+            self._log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        info = self._runtime.info
-        self.get_logger().info(
+        self._converter = make_converter(max_pixels=self.p("max_image_pixels"))
+        info = runtime.info
+        self._log.info(
             f"model STARK-{info.variant} from {model_dir} (source sha256 {info.source_sha256[:12]}), "
-            f"providers in use: {', '.join(self._runtime.active_providers)}, image converter: {self._converter.name}")
-        if not self._runtime.has_score_head:
-            self.get_logger().warning(f"STARK-{info.variant} has no score head: no LOST/REACQUIRED events")
-        self._buffer = FrameBuffer(self.p("frame_buffer_size"))
+            f"providers in use: {', '.join(runtime.active_providers)}, image converter: {self._converter.name}")
+        if not runtime.has_score_head:
+            self._log.warning(f"STARK-{info.variant} has no score head: no LOST/REACQUIRED events")
+        with self._lock:
+            self._runtime = runtime
+            self._targets.clear()
+        with self._wake:
+            self._buffer = FrameBuffer(self.p("frame_buffer_size"))
+            self._queue = LatestFrameQueue(self.p("queue_size"))
+            self._pending = PendingRequests(self.p("max_pending_requests"))
+        self._create_outputs()
+        self._log.info("configured")
         return TransitionCallbackReturn.SUCCESS
+
+    def _create_outputs(self) -> None:
+        events_qos = QoSProfile(depth=EVENTS_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+                                history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+        self._tracks_pub = self.create_publisher(TrackedObjectArray, "tracks", TRACKS_QUEUE_DEPTH)
+        self._events_pub = self.create_publisher(TrackEvent, "events", events_qos)
+        self._debug_pub = self.create_publisher(Image, "debug_image", qos_profile_sensor_data)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", TRACKS_QUEUE_DEPTH)
+        self._pubs = [self._tracks_pub, self._events_pub, self._debug_pub, self._diag_pub]
+        self._detections = DetectionsOutput(self, self.p("publish_detections"), TRACKS_QUEUE_DEPTH)
+        self._pubs += self._detections.publishers
+        self._services = [
+            self.create_service(StartTracking, "start_tracking", self._srv_start, callback_group=self._group),
+            self.create_service(CancelTracking, "cancel_tracking", self._srv_cancel, callback_group=self._group),
+            self.create_service(ListTargets, "list_targets", self._srv_list, callback_group=self._group),
+        ]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         qos_options = QoSOverridingOptions.with_default_policies()
@@ -232,7 +279,7 @@ class TrackerNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="stark_worker", daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
-        self.get_logger().info(f"active: tracking on '{sub.topic_name}'")
+        self._log.info(f"active: tracking on '{sub.topic_name}'")
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -243,19 +290,28 @@ class TrackerNode(LifecycleNode):
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
+        self._log.info("deactivated: not tracking (targets are kept until cleanup)")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         with self._lock:
             self._runtime = None
-            self._buffer = None
-            self._labels.clear()
-            self._last_stamp.clear()
-            self._last_result.clear()
+            self._targets.clear()
+            self._listed = ()
+        with self._wake:
+            self._buffer = self._queue = self._pending = None
+        for pub in self._pubs:
+            self.destroy_publisher(pub)
+        for srv in self._services:
+            self.destroy_service(srv)
+        self._pubs, self._services = [], []
+        self._tracks_pub = self._events_pub = self._debug_pub = self._diag_pub = None
+        self._log.info("cleaned up: model unloaded")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._stop_worker()
+        self._log.info("shut down")
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_worker(self) -> None:
@@ -263,8 +319,16 @@ class TrackerNode(LifecycleNode):
         with self._wake:
             self._wake.notify_all()
         if self._worker is not None:
-            self._worker.join(timeout=5.0)
+            self._worker.join(timeout=WORKER_STOP_TIMEOUT_S)
             self._worker = None
+        # Nobody will answer what is still waiting: answer it now, so no caller hangs.
+        with self._wake:
+            waiting = self._pending.take_all() if self._pending is not None else []
+            cancels, self._cancels = list(self._cancels), collections.deque()
+        for r in waiting:
+            self._reject(r, Reason.NOT_ACTIVE, "the node was deactivated before the request could be answered")
+        for _, reply in cancels:
+            reply(False, [], "the node was deactivated")
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -277,7 +341,9 @@ class TrackerNode(LifecycleNode):
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         with self._lock:
-            self._runtime.set_lost_settings(settings)
+            if self._runtime is not None:
+                self._runtime.set_lost_settings(settings)
+        self._log.info(f"lost-target settings changed: {changes}")
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ callbacks (convert + enqueue)
@@ -287,174 +353,224 @@ class TrackerNode(LifecycleNode):
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._enqueue(msg.header, lambda: self._converter.compressed_to_rgb(msg))
 
+    def _skip(self, reason: str, message: str) -> None:
+        unlogged = self._skips.record(reason)
+        if unlogged is not None:
+            self._log.warning(f"frame skipped ({reason}): {message}{suffix(unlogged)}")
+
     def _enqueue(self, header: Header, convert) -> None:
         start_ns = time.monotonic_ns()
         try:
             rgb = convert()
         except ImageConversionError as exc:
-            self._stats.bad_frames += 1
-            self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
+            self._skip(SKIP_UNREADABLE, str(exc))
             return
-        frame = Frame(Time.from_msg(header.stamp).nanoseconds, header.frame_id, rgb, time.monotonic_ns())
-        self._stats.decode_ms.append((frame.received_ns - start_ns) / 1e6)
+        if min(rgb.shape[:2]) < MIN_FRAME_SIDE_PX:
+            self._skip(SKIP_DEGENERATE, f"{rgb.shape[1]}x{rgb.shape[0]} px is too small to track in (at least "
+                                        f"{MIN_FRAME_SIDE_PX} px a side)")
+            return
+        received = time.monotonic_ns()
+        frame = Frame(stamp_ns(header.stamp.sec, header.stamp.nanosec), header.frame_id, rgb, received,
+                      header=header)
+        self._stats.decode_ms.append((received - start_ns) / 1e6)
         with self._wake:
-            if self._buffer is not None:
-                self._buffer.append(frame)
-            if len(self._queue) >= self.p("queue_size"):
-                self._queue.popleft()
-                self._stats.dropped += 1
-            self._queue.append(frame)
+            if self._buffer is None:
+                return
+            frame, jump = self._buffer.append(frame)
+            self._queue.push(frame)
             self._wake.notify()
+        if jump is not None:
+            unlogged = self._skips.record(STAMPS_BACKWARDS)
+            if unlogged is not None:
+                self._log.warning(jump.describe() + suffix(unlogged))
 
     def _on_target(self, msg: TargetRequest) -> None:
-        self._submit(self._request_from(msg.header, msg.bbox, msg.id, msg.label))
+        self._submit(self._request_from(msg))
 
-    def _request_from(self, header, bbox, target_id: str, label: str, done=None) -> _Request:
-        return _Request(stamp_ns=Time.from_msg(header.stamp).nanoseconds, frame_id=header.frame_id,
-                        box=msg_to_box(bbox), target_id=target_id, label=label, header=header,
-                        deadline=time.monotonic() + self.p("request_timeout"), done=done)
+    def _request_from(self, target: TargetRequest, reply=None) -> Request:
+        return Request(stamp_ns=stamp_ns(target.header.stamp.sec, target.header.stamp.nanosec),
+                       frame_id=target.header.frame_id, box=msg_to_box(target.bbox), target_id=target.id,
+                       label=target.label, deadline=time.monotonic() + self.p("request_timeout"),
+                       header=target.header, reply=reply)
 
-    def _submit(self, request: _Request) -> None:
+    def _submit(self, request: Request) -> None:
+        if not self._running:
+            self._reject(request, Reason.NOT_ACTIVE, "the node is not active")
+            return
         with self._wake:
-            self._pending.append(request)
-            self._wake.notify()
+            accepted = self._pending is not None and self._pending.offer(request)
+            if accepted:
+                self._wake.notify()
+        if not accepted:
+            self._reject(request, Reason.BUSY, busy_message(self.p("max_pending_requests")))
+        else:
+            self._log.debug(f"target request {request.target_id!r} queued (stamp "
+                            f"{request.stamp_ns / NS_PER_S:.6f}, box {np.round(request.box, 1).tolist()})")
 
-    # ------------------------------------------------------------------ services
-    def _srv_start(self, req: StartTracking.Request, resp: StartTracking.Response):
+    # ------------------------------------------------------------------ services (never block a thread)
+    def _deferred(self):
+        """A future the worker completes, and the reply function that completes it and wakes the
+        executor (a coroutine awaiting an rclpy future is resumed when the executor wakes)."""
+        future = Future()
+        executor = self.executor
+
+        def reply(*answer):
+            future.set_result(answer)
+            if executor is not None:
+                executor.wake()
+        return future, reply
+
+    async def _srv_start(self, req: StartTracking.Request, resp: StartTracking.Response):
+        future, reply = self._deferred()
+        self._submit(self._request_from(req.target, reply=reply))
+        resp.success, resp.id, resp.reason = await future
+        return resp
+
+    async def _srv_cancel(self, req: CancelTracking.Request, resp: CancelTracking.Response):
         if not self._running:
             resp.success, resp.reason = False, "the node is not active"
             return resp
-        request = self._request_from(req.target.header, req.target.bbox, req.target.id, req.target.label,
-                                     done=threading.Event())
-        self._submit(request)
-        if not request.done.wait(self.p("request_timeout") + 5.0):
-            resp.success, resp.reason = False, "timed out waiting for the tracker"
-            return resp
-        resp.success, resp.id, resp.reason = request.result
-        return resp
-
-    def _srv_cancel(self, req: CancelTracking.Request, resp: CancelTracking.Response):
-        with self._lock:
-            if self._runtime is None:
-                resp.success, resp.reason = False, "the node is not configured"
-                return resp
-            ids = [req.id] if req.id else self._runtime.target_ids
-            unknown = [i for i in ids if i not in self._runtime.target_ids]
-            if unknown:
-                resp.success, resp.reason = False, f"no active target with id {unknown[0]!r}"
-                return resp
-            for tid in ids:
-                self._drop_target(tid, "cancelled by request")
-        resp.success, resp.cancelled_ids = True, ids
+        future, reply = self._deferred()
+        with self._wake:
+            self._cancels.append((req.id, reply))
+            self._wake.notify()
+        resp.success, ids, resp.reason = await future
+        resp.cancelled_ids = list(ids)
         return resp
 
     def _srv_list(self, req: ListTargets.Request, resp: ListTargets.Response):
-        with self._lock:
-            for result in self._last_result.values():
-                resp.targets.append(result)
+        resp.targets = list(self._listed)
         return resp
-
-    def _drop_target(self, tid: str, reason: str) -> None:
-        last = self._last_result.get(tid)
-        self._runtime.remove_target(tid)
-        self._labels.pop(tid, None)
-        self._last_stamp.pop(tid, None)
-        self._last_result.pop(tid, None)
-        header = Header(frame_id="")
-        header.stamp = self.get_clock().now().to_msg()
-        box = msg_to_box(last.bbox) if last is not None else None
-        self._events_pub.publish(track_event(header, tid, TrackEventType.CANCELLED, box, reason=reason))
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
         while self._running:
             with self._wake:
-                if not self._queue and not self._pending:
+                if not len(self._queue) and not len(self._pending) and not self._cancels:
                     self._wake.wait(WORKER_POLL_S)
-                frame = self._queue.pop() if self._queue else None
-                if frame is not None and self._queue:
-                    self._stats.dropped += len(self._queue)
-                    self._queue.clear()
-                pending, self._pending = self._pending, []
+                frame, _ = self._queue.take_newest()
+                requests = self._pending.take_all()
+                cancels, self._cancels = list(self._cancels), collections.deque()
+            waiting = []
             try:
                 with self._lock:
                     if self._runtime is None:
                         continue
-                    still_waiting = [r for r in pending if not self._handle_request(r, frame)]
+                    for target_id, reply in cancels:
+                        self._cancel(target_id, reply)
+                    for r in requests:
+                        if self._running:
+                            if not self._handle_request(r, frame):
+                                waiting.append(r)
+                        else:
+                            waiting.append(r)
                     if frame is not None:
                         self._process(frame)
-            except Exception as exc:  # never let the worker die: log and keep serving
-                self.get_logger().error(f"tracking step failed: {exc!r}", throttle_duration_sec=WARN_THROTTLE_S)
-                still_waiting = []
-            if still_waiting:
+                    self._listed = tuple(self._listing())
+            except Exception as exc:  # never let the worker die: log, answer, keep serving
+                self._log.error(f"tracking step failed: {exc!r}")
+                for r in requests:
+                    self._reject(r, Reason.FAILED, f"the tracker failed on this request: {exc!r}")
+                waiting = []
+            if waiting:
                 with self._wake:
-                    self._pending[:0] = still_waiting
+                    self._pending.put_back([r for r in waiting if not r.answered])
 
-    def _handle_request(self, r: _Request, next_frame: Frame | None) -> bool:
+    def _match_settings(self) -> MatchSettings:
+        return MatchSettings(tolerance_s=self.p("stamp_tolerance"), request_timeout_s=self.p("request_timeout"),
+                             max_targets=self.p("max_targets"))
+
+    def _handle_request(self, r: Request, next_frame: Frame | None) -> bool:
         """Start one target, or reject it. False while it waits for a newer frame."""
-        lookup, frame = self._buffer.find(r.stamp_ns, int(self.p("stamp_tolerance") * NS_PER_S))
-        if lookup in (Lookup.NEWER_THAN_BUFFER, Lookup.EMPTY):
-            if time.monotonic() < r.deadline:
-                return False
-            return self._reject(r, f"no frame with the request's stamp arrived within {self.p('request_timeout')} s "
-                                   f"({lookup.value})")
-        if lookup is not Lookup.FOUND:
-            return self._reject(r, lookup.value)
-        if r.frame_id and frame.frame_id and r.frame_id != frame.frame_id:
-            return self._reject(r, f"frame_id {r.frame_id!r} does not match the image's frame_id {frame.frame_id!r}")
-        if r.target_id not in self._runtime.target_ids and len(self._runtime.target_ids) >= self.p("max_targets"):
-            return self._reject(r, f"already tracking the maximum of {self.p('max_targets')} targets")
-        try:
-            tid = self._runtime.add_target(frame.rgb, r.box, r.target_id or None)
-        except InvalidBoxError as exc:
-            return self._reject(r, exc.problem.value)
-        self._labels[tid] = r.label
-        self._last_stamp[tid] = frame.stamp_ns
-        # Catch up through the frames received since the one the box was drawn on.
-        before = next_frame.stamp_ns if next_frame is not None else None
-        for later in self._buffer.frames_between(frame.stamp_ns, before):
-            self._runtime.update(later.rgb, [tid])
-            self._last_stamp[tid] = later.stamp_ns
-        box = self._runtime.box_of(tid)
-        self._last_result[tid] = tracked_object(tid, r.label, box, math.nan, TargetState.TRACKING, 0)
-        header = Header(stamp=Time(nanoseconds=frame.stamp_ns).to_msg(), frame_id=frame.frame_id)
-        self._events_pub.publish(track_event(header, tid, TrackEventType.INITIALIZED, r.box,
-                                             reason=f"started on the frame stamped {frame.stamp_ns / NS_PER_S:.6f}"))
-        self._finish(r, True, tid, "")
+        with self._wake:
+            decision = match(r, self._buffer, time.monotonic(), self._targets.ids(), self._match_settings())
+            if decision.verdict is Verdict.START:
+                later = self._buffer.frames_after(decision.frame.seq,
+                                                  next_frame.seq if next_frame is not None else None)
+        if decision.verdict is Verdict.WAIT:
+            return False
+        if decision.verdict is Verdict.REJECT:
+            self._reject(r, decision.reason, decision.message)
+            return True
+        frame = decision.frame
+        tid = self._runtime.add_target(frame.rgb, decision.box, r.target_id or None)
+        self._targets.start(tid, r.label, decision.box, frame.seq)
+        header = _header(frame)
+        self._events_pub.publish(track_event(header, tid, TrackEventType.INITIALIZED, decision.box,
+                                             reason=f"started on the frame stamped "
+                                                    f"{frame.stamp_ns / NS_PER_S:.6f}"))
+        self._log.info(f"target {tid!r} started on the frame stamped {frame.stamp_ns / NS_PER_S:.6f}"
+                       + (f", catching up through {len(later)} newer frame(s)" if later else ""))
+        r.answer(True, tid, "")
+        # Catch up through the frames received since the one the box was drawn on, with the events
+        # live tracking would have emitted on them.
+        for f in later:
+            for res in self._runtime.update(f.rgb, [tid]):
+                self._record(res, f)
         return True
 
-    def _reject(self, r: _Request, reason: str) -> bool:
-        self.get_logger().warning(f"target request rejected: {reason}")
-        self._events_pub.publish(track_event(r.header, r.target_id, TrackEventType.REJECTED, r.box, reason=reason))
-        self._finish(r, False, r.target_id, reason)
-        return True
+    def _reject(self, r: Request, reason: Reason, message: str) -> None:
+        unlogged = self._rejections.record(reason.value)
+        if unlogged is not None:
+            self._log.warning(f"target request {r.target_id!r} rejected ({reason.value}): {message}"
+                              f"{suffix(unlogged)}")
+        if self._events_pub is not None:
+            header = r.header if r.header is not None else Header()
+            self._events_pub.publish(track_event(header, r.target_id, TrackEventType.REJECTED, r.box,
+                                                 reason=message))
+        r.answer(False, r.target_id, message)
 
-    @staticmethod
-    def _finish(r: _Request, success: bool, tid: str, reason: str) -> None:
-        r.result = (success, tid, reason)
-        if r.done is not None:
-            r.done.set()
+    def _cancel(self, target_id: str, reply) -> None:
+        ids = [target_id] if target_id else self._targets.ids()
+        unknown = [i for i in ids if i not in self._targets]
+        if unknown:
+            reply(False, [], f"no active target with id {unknown[0]!r}")
+            return
+        for tid in ids:
+            self._drop_target(tid, "cancelled by request")
+        reply(True, ids, "")
+
+    def _drop_target(self, tid: str, reason: str) -> None:
+        record = self._targets.remove(tid)
+        self._runtime.remove_target(tid)
+        header = Header(frame_id="")
+        header.stamp = self.get_clock().now().to_msg()
+        box = record.box if record is not None else None
+        self._events_pub.publish(track_event(header, tid, TrackEventType.CANCELLED, box, reason=reason))
+        self._log.info(f"target {tid!r} {reason}")
+
+    def _record(self, res, frame: Frame) -> None:
+        """Keep one result in its target's record and publish its event, if any."""
+        record = self._targets.get(res.target_id)
+        if record is not None:
+            record.update(frame.seq, res.box, res.score, res.state, res.frames_since_confident)
+        if res.event is not None:
+            self._events_pub.publish(track_event(_header(frame), res.target_id, res.event, res.box, res.score))
+            message = f"target {res.target_id!r}: {res.event.value} (score {res.score:.2f})"
+            if res.event is TrackEventType.LOST:
+                self._log.warning(message)
+            else:
+                self._log.info(message)
+
+    def _listing(self):
+        for r in self._targets.records.values():
+            yield tracked_object(r.target_id, r.label, r.box, r.score, r.state, r.frames_since_confident)
 
     def _process(self, frame: Frame) -> None:
-        ids = [t for t in self._runtime.target_ids if self._last_stamp.get(t, -1) < frame.stamp_ns]
-        header = Header(stamp=Time(nanoseconds=frame.stamp_ns).to_msg(), frame_id=frame.frame_id)
-        out = TrackedObjectArray(header=header)
+        ids = self._targets.due(frame.seq)
+        out = TrackedObjectArray(header=_header(frame))
         t0 = time.perf_counter()
         results = self._runtime.update(frame.rgb, ids) if ids else []
         infer_s = time.perf_counter() - t0
-        for r in results:
-            self._last_stamp[r.target_id] = frame.stamp_ns
-            obj = tracked_object(r.target_id, self._labels.get(r.target_id, ""), r.box, r.score, r.state,
-                                 r.frames_since_confident)
-            self._last_result[r.target_id] = obj
-            out.objects.append(obj)
-            if r.event is not None:
-                self._events_pub.publish(track_event(header, r.target_id, r.event, r.box, r.score))
-                self.get_logger().warning(f"target {r.target_id}: {r.event.value} (score {r.score:.2f})")
+        for res in results:
+            self._record(res, frame)
+            out.objects.append(tracked_object(res.target_id, self._targets.get(res.target_id).label, res.box,
+                                              res.score, res.state, res.frames_since_confident))
         self._tracks_pub.publish(out)
+        self._detections.publish(out)
         self._account(frame, infer_s, bool(results))
         if self._debug_pub.get_subscription_count() > 0:
-            self._publish_debug(frame, header, results)
+            self._publish_debug(frame, out.header, results)
 
     def _account(self, frame: Frame, infer_s: float, tracked: bool) -> None:
         s = self._stats
@@ -464,7 +580,7 @@ class TrackerNode(LifecycleNode):
         if tracked:
             s.infer_ms.append(infer_s * 1e3)
         elapsed = time.monotonic() - s.window_start
-        if elapsed >= 1.0:
+        if elapsed >= FPS_WINDOW_S:
             s.fps, s.window_frames, s.window_start = s.window_frames / elapsed, 0, time.monotonic()
 
     def _publish_debug(self, frame: Frame, header: Header, results) -> None:
@@ -474,25 +590,34 @@ class TrackerNode(LifecycleNode):
             colour = DEBUG_COLOURS[r.state]
             cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2)
             text = f"{r.target_id} {r.score:.2f}" + (" LOST" if r.state is TargetState.LOST else "")
-            cv2.putText(img, text, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+            cv2.putText(img, text, (x, max(DEBUG_TEXT_MIN_Y, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, DEBUG_FONT_SCALE,
+                        colour, 1, cv2.LINE_AA)
         msg = Image(header=header, **self._converter.rgb_to_fields(img, "rgb8"))
         self._debug_pub.publish(msg)
 
     def _publish_diagnostics(self) -> None:
         s = self._stats
         runtime = self._runtime
+        if self._diag_pub is None:
+            return
         status = DiagnosticStatus(name=f"{self.get_name()}: STARK tracker", hardware_id="onnxruntime")
         latency, infer, decode = sorted(s.latency_ms), sorted(s.infer_ms), sorted(s.decode_ms)
         status.level = DiagnosticStatus.OK if runtime is not None else DiagnosticStatus.WARN
-        status.message = "tracking" if runtime is not None and runtime.target_ids else "idle"
+        status.message = "tracking" if len(self._listed) else "idle"
+        queue = self._queue
+        skips = self._skips.counts
         values = {
             "fps": f"{s.fps:.1f}", "latency_p50_ms": f"{_percentile(latency, 50):.1f}",
             "latency_p99_ms": f"{_percentile(latency, 99):.1f}", "inference_p50_ms": f"{_percentile(infer, 50):.1f}",
             "decode_p50_ms": f"{_percentile(decode, 50):.2f}",
             "frames_processed": str(s.processed),
-            "frames_dropped": str(s.dropped), "bad_frames": str(s.bad_frames),
+            "frames_dropped": str(queue.dropped if queue is not None else 0),
+            "bad_frames": str(skips[SKIP_UNREADABLE] + skips[SKIP_DEGENERATE]),
+            "frames_skipped_by_reason": self._skips.summary(),
+            "requests_rejected_by_reason": self._rejections.summary(),
+            "pending_requests": str(len(self._pending) if self._pending is not None else 0),
             "providers": ",".join(runtime.active_providers) if runtime else "",
-            "active_targets": str(len(runtime.target_ids)) if runtime else "0",
+            "active_targets": str(len(self._listed)),
             "model": f"STARK-{runtime.info.variant}" if runtime else "",
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

@@ -47,7 +47,7 @@ def test_padded_rows_and_big_endian(rgb):
     ({"step": 10}, "step 10 is smaller than a row"),
     ({"data": b"\x00" * 20}, "truncated data"),
     ({"height": 0}, "empty image"),
-    ({"height": 1 << 15, "width": 1 << 15}, "absurd image size"),
+    ({"height": 1 << 15, "width": 1 << 15}, "exceeds max_image_pixels"),
 ])
 def test_bad_raw_images(rgb, change, reason):
     fields = {**CONV.rgb_to_fields(rgb, "rgb8"), **change}
@@ -65,7 +65,7 @@ def test_compressed_round_trip_and_garbage(rgb):
     red[..., 0] = 255
     decoded = CONV.compressed_to_rgb(msg(format="jpeg", data=CONV.rgb_to_jpeg(red)))
     assert decoded[..., 0].min() > 240 and decoded[..., 2].max() < 15
-    with pytest.raises(ImageConversionError, match="cannot decode"):
+    with pytest.raises(ImageConversionError, match=r"cannot (decode|read the image size)"):
         CONV.compressed_to_rgb(msg(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
     with pytest.raises(ImageConversionError, match="empty"):
         CONV.compressed_to_rgb(msg(format="jpeg", data=b""))

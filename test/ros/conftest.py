@@ -77,8 +77,9 @@ class TrackerProcess:
 class Client:
     """The test's side: publishes images and requests into the node's namespace, records output."""
 
-    def __init__(self, namespace: str, compressed: bool = False):
-        self.node = rclpy.create_node(f"client_{namespace}", namespace=f"/{namespace}")
+    def __init__(self, namespace: str, compressed: bool = False, context=None):
+        context = context or _CONTEXT
+        self.node = rclpy.create_node(f"client_{namespace}", namespace=f"/{namespace}", context=context)
         self.compressed = compressed
         msg_type = CompressedImage if compressed else Image
         topic = "image/compressed" if compressed else "image"
@@ -89,7 +90,7 @@ class Client:
         self._lock = threading.Lock()
         self.node.create_subscription(TrackedObjectArray, "tracks", self._on_tracks, RELIABLE)
         self.node.create_subscription(TrackEvent, "events", self._on_event, RELIABLE)
-        self.executor = SingleThreadedExecutor()
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
@@ -153,11 +154,16 @@ class Client:
         self.node.destroy_node()
 
 
+# The ROS tests' own context: other groups (test/install) init and shut down rclpy's default one,
+# and a session-wide default context made them fail with "Context.init() must only be called once".
+_CONTEXT = rclpy.Context()
+
+
 @pytest.fixture(scope="session")
 def ros_context():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
+    rclpy.init(context=_CONTEXT)
+    yield _CONTEXT
+    rclpy.try_shutdown(context=_CONTEXT)
 
 
 @pytest.fixture()

@@ -102,7 +102,7 @@ def launched(ros_context, tmp_path):
     import rclpy
 
     started = []
-    probe = rclpy.create_node("launch_probe")
+    probe = rclpy.create_node("launch_probe", context=ros_context)
 
     def launch(**arguments):
         started.append(Launched(tmp_path, **arguments))
@@ -120,6 +120,7 @@ def launched(ros_context, tmp_path):
 def _get_parameters(probe, namespace: str, names: list[str], run: Launched) -> dict:
     import rclpy
     from rcl_interfaces.srv import GetParameters
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import parameter_value_to_python
 
     cli = probe.create_client(GetParameters, f"{namespace}/{NODE_NAME}/get_parameters")
@@ -131,7 +132,11 @@ def _get_parameters(probe, namespace: str, names: list[str], run: Launched) -> d
         if not cli.service_is_ready():
             raise AssertionError(f"the launched node did not come up; the launch log:\n{run.log()}")
         future = cli.call_async(GetParameters.Request(names=names))
-        wait_for(lambda: rclpy.spin_once(probe, timeout_sec=0.1) or future.done(), 30, "the parameters")
+        # The probe lives in the ROS tests' own context: spin it with an executor of that context.
+        executor = SingleThreadedExecutor(context=probe.context)
+        wait_for(lambda: rclpy.spin_once(probe, timeout_sec=0.1, executor=executor) or future.done(), 30,
+                 "the parameters")
+        executor.shutdown()
         values = [parameter_value_to_python(v) for v in future.result().values]
     finally:
         probe.destroy_client(cli)

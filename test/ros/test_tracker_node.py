@@ -131,7 +131,7 @@ def test_undecodable_compressed_frames_are_skipped(tracker, sequence):
     client.image_pub.publish(garbage)
     msg = client.publish_and_wait(client.image_msg(sequence.frame(1), stamp(1)))
     assert [o.id for o in msg.objects] == ["t"]
-    assert "cannot decode compressed image" in proc.log()
+    assert "the compressed image" in proc.log()
 
 
 def test_services_start_list_cancel(tracker, sequence):
@@ -166,9 +166,8 @@ def test_overload_drops_frames_and_keeps_up(tracker, sequence):
     frames = [client.image_msg(sequence.frame(i % 10), stamp(i)) for i in range(1, 61)]
     for m in frames:  # as fast as DDS takes them: far faster than the worker runs
         client.image_pub.publish(m)
-    last = frames[-1]
-    wait_for(lambda: client.tracks_for((last.header.stamp.sec, last.header.stamp.nanosec)), 60.0,
-             "the newest frame to be tracked")
+    # The last best-effort frame of a burst may be lost in DDS: publish_and_wait sends it again.
+    client.publish_and_wait(frames[-1], timeout=60.0)
     processed = {(t.header.stamp.sec, t.header.stamp.nanosec) for t in client.tracks}
     assert len(processed) < len(frames)  # frames were dropped, not queued without bound
     assert proc.proc.poll() is None
