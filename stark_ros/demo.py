@@ -11,6 +11,7 @@ ground truth, and writes a picture with the tracked (green) and true (yellow) bo
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import sys
@@ -30,6 +31,8 @@ from stark_ros.runtime import ModelLoadError, default_model_dir
 # A rigid, distinct target on which the default model tracks well (its card: AUC 0.76 here); the
 # other shared sequences, where it does worse, are one --sequence away.
 DEFAULT_SEQUENCE = "vot2014_car"
+# Written beside a model's card by the evaluation that produced the card's table.
+CARD_FIGURES = "evaluation.json"
 DEFAULT_RATE_HZ = 15.0
 PICTURE_FRAMES = 4
 DRAIN_TIMEOUT_S = 10.0
@@ -58,6 +61,22 @@ def _model_dir(requested: str | None, scratch: Path) -> tuple[Path, str]:
     export_model(build_model(get_preset("LITE")), out, source_sha256="untrained")
     return out, ("an UNTRAINED STARK-Lite (random weights): no trained model is installed, so the boxes below "
                  "are meaningless; they only show the ROS 2 plumbing")
+
+
+def _print_card_figures(model_dir: Path, shown: str) -> None:
+    """One sequence says little: put the model's figures over all the unseen sequences beside it
+    (from its card's evaluation.json, written by the evaluation that produced the card)."""
+    path = Path(model_dir) / CARD_FIGURES
+    if not path.is_file():
+        return
+    figures = json.loads(path.read_text())
+    mean = figures["mean_auc"]
+    per_sequence = figures["per_sequence_auc"]
+    baselines = ", ".join(f"{name} {value:.3f}" for name, value in figures.get("baselines_mean_auc", {}).items())
+    print(f"  this model over all {len(per_sequence)} unseen sequences of shared/data/sot ({path}): mean success "
+          f"AUC {mean:.3f}" + (f" (baselines: {baselines})" if baselines else ""))
+    if shown in per_sequence:
+        print(f"  on {shown} alone it scored {per_sequence[shown]:.3f} there: one sequence is not the average")
 
 
 def _picture(seq, boxes: dict, out: Path) -> Path:
@@ -194,6 +213,7 @@ def run(args) -> int:
         print(f"  latency publish -> tracks received: p50 {np.percentile(lat, 50):.1f} ms, "
               f"p95 {np.percentile(lat, 95):.1f} ms")
     print(f"  events: {len(events)} ({', '.join(sorted({e.reason or str(e.type) for e in events})[:3])})")
+    _print_card_figures(model, seq.name)
     picture = _picture(seq, boxes, Path(args.out) / f"demo_{seq.name}.png")
     print(f"  picture: {picture} (green: tracked, yellow: ground truth); node log: {log_path}")
     return 0 if tracked else 1

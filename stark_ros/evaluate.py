@@ -6,7 +6,12 @@
 
 Trackers: ``runtime[:MODEL_DIR]`` (ONNX Runtime; default: the installed default model),
 ``reference:CHECKPOINT`` (the PyTorch reference tracker; needs torch), ``baseline`` (OpenCV CSRT,
-or MIL where OpenCV has no contrib modules; needs no weights).
+or MIL where OpenCV has no contrib modules; needs no weights), ``static`` (the initial box on every
+frame: the floor), ``matcher`` (untrained backbone features matched by cosine: a diagnostic; needs
+torch). Default: runtime, baseline and static.
+
+``--dataset cuts --root shared/data/train --sequences ...`` tracks on the trainer's target-centred
+cuts pasted back into whole frames (the validation split; :mod:`stark_ros.datasets.cuts`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from pathlib import Path
 
 from stark_ros.datasets import READERS, load_dataset, shared_dir
 from stark_ros.evaluation.report import curves, write_report
+from stark_ros.evaluation.matcher import StaticBox
 from stark_ros.evaluation.runner import OpenCVBaseline, run_dataset, score
 
 LOG = logging.getLogger("stark_ros.evaluate")
+DEFAULT_TRACKERS = ("runtime", "baseline", "static")
 
 
 def make_tracker(spec: str, update_interval: int | None):
@@ -44,7 +51,16 @@ def make_tracker(spec: str, update_interval: int | None):
     if kind == "baseline":
         tracker = OpenCVBaseline(arg or None)
         return tracker, tracker.name, "OpenCV, no weights"
-    raise ValueError(f"unknown tracker {spec!r} (runtime[:DIR], reference:CKPT, baseline[:csrt|mil])")
+    if kind == "static":
+        tracker = StaticBox()
+        return tracker, tracker.name, "the initial box on every frame (the floor)"
+    if kind == "matcher":
+        from stark_ros.evaluation.matcher import FeatureMatcher
+
+        tracker = FeatureMatcher()
+        return tracker, tracker.name, "untrained EfficientNet-Lite0 ImageNet features, cosine matching (diagnostic)"
+    raise ValueError(f"unknown tracker {spec!r} (runtime[:DIR], reference:CKPT, baseline[:csrt|mil], static, "
+                     "matcher)")
 
 
 def main(argv=None) -> int:
@@ -54,7 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--root", default=None, help="dataset folder (default: shared/data/sot)")
     parser.add_argument("--sequences", nargs="*", default=None, help="only these sequences")
     parser.add_argument("--tracker", action="append", default=None,
-                        help="tracker to run (repeatable); default: runtime and baseline")
+                        help="tracker to run (repeatable); default: runtime, baseline and static")
     parser.add_argument("--update-interval", type=int, default=None, help="dynamic template update interval")
     parser.add_argument("--out", default="out/eval", help="results and report folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -72,7 +88,7 @@ def main(argv=None) -> int:
         print("error: no sequences to evaluate", file=sys.stderr)
         return 2
     scores, curve_data = {}, {}
-    for spec in args.tracker or ["runtime", "baseline"]:
+    for spec in args.tracker or DEFAULT_TRACKERS:
         tracker, name, source = make_tracker(spec, args.update_interval)
         print(f"{name}: {source}")
         results = run_dataset(tracker, name, sequences, Path(args.out) / "results", progress=not args.no_progress)

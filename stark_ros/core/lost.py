@@ -3,13 +3,20 @@
 A target is LOST once its score stays below ``lost_threshold`` for ``lost_frames`` consecutive
 frames. While lost, the reported box is held at the last confident box and the search region
 grows step by step (capped) around it, so a target that moved while hidden can still be found.
-It is REACQUIRED as soon as the score exceeds ``reacquire_threshold``.
+It is REACQUIRED once the score exceeds ``reacquire_threshold`` on ``reacquire_frames``
+consecutive frames; while such a streak builds up, the search follows the candidate, and the
+reported box stays where the target was last seen. Hysteresis in score (two thresholds) and in
+frames (both directions) keeps a flickering score from flapping LOST / REACQUIRED.
+
+The thresholds belong to a model's score: the exporter writes those its score study chose into the
+model's metadata (:data:`stark_ros.core.model_metadata.KEY_LOST_SETTINGS`), and the runtime takes
+them as its defaults. ``LostSettings()`` (the defaults here) is for a model without a study.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
 
 import numpy as np
@@ -30,11 +37,12 @@ class TrackEventType(str, Enum):
 
 @dataclass(frozen=True)
 class LostSettings:
-    # The defaults suit the default model (models/default): python -m stark_ros.evaluation.score_study
-    # chose them from its score distributions on frames with and without the target.
-    lost_threshold: float = 0.31
+    # Generic defaults for a sigmoid score (a model without a score study); a studied model brings
+    # its own in its metadata.
+    lost_threshold: float = 0.3
     lost_frames: int = 5
-    reacquire_threshold: float = 0.51
+    reacquire_threshold: float = 0.5
+    reacquire_frames: int = 3
     # Each lost frame multiplies the search crop's side by this, up to max_search_growth.
     search_growth_per_frame: float = 1.1
     max_search_growth: float = 2.0
@@ -47,13 +55,22 @@ class LostSettings:
         if self.reacquire_threshold < self.lost_threshold:
             raise ValueError(f"reacquire_threshold ({self.reacquire_threshold}) must not be below "
                              f"lost_threshold ({self.lost_threshold})")
-        if self.lost_frames < 1:
-            raise ValueError(f"lost_frames must be >= 1, got {self.lost_frames}")
+        for name in ("lost_frames", "reacquire_frames"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.search_growth_per_frame < 1.0 or self.max_search_growth < 1.0:
             raise ValueError("search growth factors must be >= 1")
 
-    def updated(self, **changes) -> LostSettings:
-        return replace(self, **changes)
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LostSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown lost settings {unknown}; known: {sorted(known)}")
+        return cls(**d)
 
 
 class LostMonitor:
@@ -66,6 +83,16 @@ class LostMonitor:
         self.frames_since_confident = 0
         self.lost_for = 0
         self.last_confident_box = np.asarray(box, dtype=np.float64).copy()
+        # While LOST: consecutive frames above the reacquire threshold, and where they point.
+        self.reacquire_streak = 0
+        self.candidate_box: np.ndarray | None = None
+
+    def search_centre(self, current_box) -> np.ndarray:
+        """The box the next search crop is centred on: the current box while tracking; while lost,
+        the candidate of a reacquisition under way, else the last confident box."""
+        if self.state is not TargetState.LOST:
+            return np.asarray(current_box, dtype=np.float64)
+        return self.candidate_box if self.candidate_box is not None else self.last_confident_box
 
     @property
     def search_scale(self) -> float:
@@ -84,11 +111,19 @@ class LostMonitor:
             return predicted_box, None
         if self.state is TargetState.LOST:
             if score > s.reacquire_threshold:
-                self.state = TargetState.TRACKING
-                self.frames_since_confident = 0
-                self.lost_for = 0
-                self.last_confident_box = predicted_box.copy()
-                return predicted_box, TrackEventType.REACQUIRED
+                self.reacquire_streak += 1
+                self.candidate_box = predicted_box.copy()
+                if self.reacquire_streak >= s.reacquire_frames:
+                    self.state = TargetState.TRACKING
+                    self.frames_since_confident = 0
+                    self.lost_for = 0
+                    self.reacquire_streak = 0
+                    self.candidate_box = None
+                    self.last_confident_box = predicted_box.copy()
+                    return predicted_box, TrackEventType.REACQUIRED
+            else:
+                self.reacquire_streak = 0
+                self.candidate_box = None
             self.frames_since_confident += 1
             self.lost_for += 1
             return self.last_confident_box.copy(), None

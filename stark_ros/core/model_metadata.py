@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from stark_ros.core.lost import LostSettings
 from stark_ros.core.params import TrackerSettings
 
 TEMPLATE_FILE = "template.onnx"
@@ -19,6 +20,10 @@ KEY_SETTINGS = "stark_ros.tracker_settings"  # TrackerSettings.to_dict() as JSON
 KEY_MODEL_CONFIG = "stark_ros.model_config"  # ModelConfig.to_dict() as JSON (informational)
 KEY_EXPORTER_VERSION = "stark_ros.exporter_version"
 KEY_SOURCE_SHA256 = "stark_ros.source_sha256"
+# Optional: the lost-target thresholds chosen for this model's score by its score study
+# (LostSettings.to_dict() as JSON), and where they came from. Absent: no tuned thresholds.
+KEY_LOST_SETTINGS = "stark_ros.lost_settings"
+KEY_LOST_SETTINGS_SOURCE = "stark_ros.lost_settings_source"
 FORMAT_VERSION = "1"
 GRAPH_TEMPLATE = "template"
 GRAPH_TRACK = "track"
@@ -48,6 +53,9 @@ class ModelInfo:
     settings: TrackerSettings
     exporter_version: str
     source_sha256: str
+    # The model's own lost-target thresholds (None: it has no score study).
+    lost: LostSettings | None = None
+    lost_source: str = ""
 
     @classmethod
     def from_metadata(cls, meta: dict, source: str) -> ModelInfo:
@@ -59,5 +67,12 @@ class ModelInfo:
             settings = TrackerSettings.from_dict(json.loads(meta[KEY_SETTINGS]))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{source}: unreadable {KEY_SETTINGS} metadata: {exc}") from None
+        lost = None
+        if KEY_LOST_SETTINGS in meta:
+            try:
+                lost = LostSettings.from_dict(json.loads(meta[KEY_LOST_SETTINGS]))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{source}: unreadable {KEY_LOST_SETTINGS} metadata: {exc}") from None
         return cls(variant=meta[KEY_VARIANT], settings=settings,
-                   exporter_version=meta[KEY_EXPORTER_VERSION], source_sha256=meta[KEY_SOURCE_SHA256])
+                   exporter_version=meta[KEY_EXPORTER_VERSION], source_sha256=meta[KEY_SOURCE_SHA256],
+                   lost=lost, lost_source=meta.get(KEY_LOST_SETTINGS_SOURCE, ""))

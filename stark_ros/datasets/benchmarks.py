@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from stark_ros.datasets.base import Sequence, load_simple_sequence, read_boxes
+from stark_ros.datasets.cuts import load_cuts
 
 LOG = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -164,7 +165,7 @@ def load_uav123(root, subset: str = "UAV123") -> list[Sequence]:
     return out
 
 
-READERS = {"simple": load_simple, "otb": load_otb, "lasot": load_lasot, "got10k": load_got10k,
+READERS = {"simple": load_simple, "cuts": load_cuts, "otb": load_otb, "lasot": load_lasot, "got10k": load_got10k,
            "trackingnet": load_trackingnet, "vot": load_vot, "uav123": load_uav123}
 
 

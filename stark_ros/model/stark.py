@@ -23,6 +23,12 @@ def box_xyxy_to_cxcywh(box: torch.Tensor) -> torch.Tensor:
     return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
 
 
+def feature_mask(mask: torch.Tensor, size) -> torch.Tensor:
+    """Padding mask (B, H, W) -> (B, h, w) float at feature resolution: nearest-neighbour
+    downsampling, as the official backbone does (the identity when it is already that size)."""
+    return F.interpolate(mask[:, None].float(), size=tuple(size), mode="nearest")[:, 0]
+
+
 class StarkModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -40,9 +46,14 @@ class StarkModel(nn.Module):
     def forward_backbone(self, img: torch.Tensor, mask: torch.Tensor) -> dict:
         """img (B, 3, H, W) normalised, mask (B, H, W) bool or float (1 = padding) ->
         feat (HW, B, C), mask (B, HW) float, pos (HW, B, C)."""
-        feat = self.bottleneck(self.backbone(img))
-        # Nearest-neighbour downsampling of the mask, as the official backbone does.
-        feat_mask = F.interpolate(mask[:, None].float(), size=feat.shape[-2:], mode="nearest")[:, 0]
+        return self.tokens_from_features(self.backbone(img), mask)
+
+    def tokens_from_features(self, backbone_feat: torch.Tensor, mask: torch.Tensor) -> dict:
+        """The rest of stage 1 after the backbone: backbone features (B, C_backbone, h, w) and the
+        crop's padding mask (B, H, W) at pixel or feature resolution -> tokens. A frozen backbone's
+        features can be computed once and cached (:mod:`stark_ros.training.feature_cache`)."""
+        feat = self.bottleneck(backbone_feat)
+        feat_mask = feature_mask(mask, feat.shape[-2:])
         pos = sine_position_encoding(feat_mask, self.config.hidden_dim // 2, self.config.pos_temperature)
         return {"feat": feat.flatten(2).permute(2, 0, 1),
                 "mask": feat_mask.flatten(1),
@@ -74,10 +85,12 @@ class StarkModel(nn.Module):
         boxes = box_xyxy_to_cxcywh(self.box_head(maps))
         return boxes.reshape(batch, queries, 4)
 
-    def forward(self, template_imgs, template_masks, search_img, search_mask) -> dict:
-        """Convenience end-to-end pass (training): lists of template crops + one search crop."""
-        templates = [self.forward_backbone(i, m) for i, m in zip(template_imgs, template_masks, strict=True)]
-        return self.forward_head(templates, self.forward_backbone(search_img, search_mask))
+    def forward(self, template_imgs, template_masks, search_img, search_mask, from_features: bool = False) -> dict:
+        """Convenience end-to-end pass (training): lists of template crops + one search crop, or,
+        with ``from_features``, their cached backbone features (training with a frozen backbone)."""
+        tokens = self.tokens_from_features if from_features else self.forward_backbone
+        templates = [tokens(i, m) for i, m in zip(template_imgs, template_masks, strict=True)]
+        return self.forward_head(templates, tokens(search_img, search_mask))
 
 
 def build_model(config: ModelConfig) -> StarkModel:

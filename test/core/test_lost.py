@@ -7,7 +7,7 @@ import pytest
 
 from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
 
-SETTINGS = LostSettings(lost_threshold=0.3, lost_frames=3, reacquire_threshold=0.6,
+SETTINGS = LostSettings(lost_threshold=0.3, lost_frames=3, reacquire_threshold=0.6, reacquire_frames=1,
                         search_growth_per_frame=1.5, max_search_growth=2.0)
 BOX = np.array([10.0, 20.0, 30.0, 40.0])
 
@@ -47,6 +47,37 @@ def test_reacquire_needs_the_higher_threshold_and_search_grows_capped():
     assert m.search_scale == 1.0 and m.frames_since_confident == 0
 
 
+def test_reacquire_needs_consecutive_confident_frames_and_searches_around_the_candidate():
+    m = LostMonitor(LostSettings(lost_threshold=0.3, lost_frames=2, reacquire_threshold=0.6, reacquire_frames=3), BOX)
+    feed(m, [0.1, 0.1])
+    assert m.state is TargetState.LOST
+    # One confident frame, then a dip: the streak starts again, nothing is announced.
+    for score in (0.9, 0.1, 0.9, 0.9):
+        box, event = m.update(score, BOX + 50)
+        assert event is None and m.state is TargetState.LOST
+        np.testing.assert_array_equal(box, BOX)  # still reported where it was last seen
+    # The next search is centred on the candidate, not on the last confident box.
+    np.testing.assert_array_equal(m.search_centre(BOX + 7), BOX + 50)
+    box, event = m.update(0.9, BOX + 51)
+    assert event is TrackEventType.REACQUIRED and m.state is TargetState.TRACKING
+    np.testing.assert_array_equal(box, BOX + 51)
+    np.testing.assert_array_equal(m.search_centre(BOX + 7), BOX + 7)
+
+
+def test_a_flickering_score_gives_few_events():
+    m = LostMonitor(LostSettings(lost_threshold=0.3, lost_frames=5, reacquire_threshold=0.6, reacquire_frames=3), BOX)
+    rng = np.random.default_rng(0)
+    # A score that jumps between clearly absent and clearly present every frame or two.
+    events = [e for _, e in feed(m, list(np.where(rng.random(200) < 0.5, 0.1, 0.9)))]
+    assert sum(e is not None for e in events) <= 4
+
+
+def test_settings_round_trip_and_refuse_unknown_keys():
+    assert LostSettings.from_dict(SETTINGS.to_dict()) == SETTINGS
+    with pytest.raises(ValueError, match="unknown"):
+        LostSettings.from_dict({"lost_treshold": 0.2})
+
+
 def test_nan_scores_never_change_state():
     m = LostMonitor(SETTINGS, BOX)
     out = feed(m, [math.nan] * 10)
@@ -55,7 +86,7 @@ def test_nan_scores_never_change_state():
 
 @pytest.mark.parametrize("kwargs", [
     {"lost_threshold": 1.5}, {"reacquire_threshold": -0.1}, {"lost_threshold": 0.7, "reacquire_threshold": 0.5},
-    {"lost_frames": 0}, {"search_growth_per_frame": 0.9}, {"lost_threshold": math.nan},
+    {"lost_frames": 0}, {"reacquire_frames": 0}, {"search_growth_per_frame": 0.9}, {"lost_threshold": math.nan},
 ])
 def test_invalid_settings_are_refused(kwargs):
     with pytest.raises(ValueError):

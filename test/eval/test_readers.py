@@ -93,3 +93,27 @@ def test_bad_layouts_fail_clearly(tmp_path):
     images(tmp_path / "v" / "s", ["00000001.jpg"])
     with pytest.raises(ValueError, match="expected 4 or 8 values"):
         load_vot(tmp_path / "v")
+
+
+def test_target_centred_cuts_are_pasted_back_where_they_came_from(shared):
+    """shared/data/train stores cuts around the target; the cuts reader puts each back into one
+    whole-frame canvas per video: the box moves with the target, and the canvas under the box
+    shows the cut's own pixels there."""
+    from stark_ros.datasets import read_frame_rgb
+    from stark_ros.datasets.cuts import load_cut_sequence
+
+    seq = load_cut_sequence(shared / "data" / "train" / "uav_car10")
+    assert len(seq.boxes) == len(seq.frames) and seq.canvas_scale > 0
+    width, height = seq.canvas_size
+    # The stored boxes all sit near their cut's centre; back in the frame the car drives across it.
+    centres = seq.boxes[:, :2] + seq.boxes[:, 2:] / 2
+    assert np.ptp(centres[:, 0]) > 0.2 * width or np.ptp(centres[:, 1]) > 0.2 * height
+    i = len(seq) // 2
+    frame = seq.frame(i)
+    assert frame.shape == (height, width, 3)
+    cut = read_frame_rgb(seq.frames[i])
+    stored = np.loadtxt(shared / "data" / "train" / "uav_car10" / "groundtruth.txt", delimiter=",")[i]
+    x, y, w, h = (int(round(v)) for v in seq.boxes[i])
+    sx, sy = (int(round(v)) for v in stored[:2])
+    if abs(seq.offsets[i, 2] - seq.canvas_scale) < 1e-6:  # same scale: pixel for pixel
+        np.testing.assert_allclose(frame[y:y + h, x:x + w].mean(), cut[sy:sy + h, sx:sx + w].mean(), atol=3)

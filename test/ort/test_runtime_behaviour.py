@@ -167,6 +167,27 @@ def test_lost_and_reacquired_follow_the_thresholds(st50_dir, frame):
     assert events[-1].state is TargetState.LOST and events[-1].frames_since_confident == 3
     held = events[1].box
     np.testing.assert_array_equal(events[2].box, held)
-    rt.set_lost_settings(LostSettings(lost_threshold=0.0, lost_frames=2, reacquire_threshold=0.0))
+    rt.set_lost_settings(LostSettings(lost_threshold=0.0, lost_frames=2, reacquire_threshold=0.0, reacquire_frames=1))
     (back,) = rt.update(frame)
     assert back.event is TrackEventType.REACQUIRED and back.state is TargetState.TRACKING
+
+
+def test_the_model_brings_its_own_lost_thresholds(untrained_lite_model, tmp_path, caplog):
+    """Thresholds written by the score study into the metadata are the runtime's defaults; a caller's
+    settings override them; a model without them says it has none."""
+    import shutil
+
+    from stark_ros.export.metadata import write_lost_settings
+
+    with caplog.at_level("WARNING", logger="stark_ros.runtime.tracker"):
+        plain = StarkRuntime(untrained_lite_model, CPU_ONLY)
+    assert plain.lost_settings == LostSettings() and plain.info.lost is None
+    assert "no tuned lost-target thresholds" in caplog.text
+    for name in (md.TEMPLATE_FILE, md.TRACK_FILE):
+        shutil.copy(untrained_lite_model / name, tmp_path / name)
+    tuned = LostSettings(lost_threshold=0.42, lost_frames=7, reacquire_threshold=0.61, reacquire_frames=4)
+    write_lost_settings(tmp_path, tuned, "a test", score_source="appearance")
+    rt = StarkRuntime(tmp_path, CPU_ONLY)
+    assert rt.lost_settings == tuned and rt.info.lost_source == "a test" and rt.uses_appearance_score
+    mine = LostSettings(lost_threshold=0.1, reacquire_threshold=0.2)
+    assert StarkRuntime(tmp_path, CPU_ONLY, mine).lost_settings == mine

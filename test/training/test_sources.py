@@ -1,6 +1,8 @@
 """Data sources of a config -> sequences: the simple layout of shared/, GOT-10k, LaSOT and TrackingNet
 folders (tiny real layouts written to disk), include/exclude, and clear errors."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -18,9 +20,16 @@ def _frames(folder, names):
         cv2.imwrite(str(folder / name), np.full((60, 80, 3), 128, np.uint8))
 
 
+# shared/data/train: 61 videos (its README lists them).
+TRAIN_VIDEOS = 61
+
+
 def test_simple_layout_from_shared_with_exclude(shared):
     seqs = load_source(DataSource(kind="simple", root="data/train", exclude=["vot_car1"]))
-    assert len(seqs) == 21 and "vot_car1" not in {s.name for s in seqs}
+    assert len(seqs) == TRAIN_VIDEOS - 1 and "vot_car1" not in {s.name for s in seqs}
+    # Target-centred cuts: image sizes vary within one video.
+    sizes = {cv2.imread(str(p)).shape[:2] for p in seqs[0].frames[:40]}
+    assert len(sizes) > 1
     only = load_source(DataSource(kind="simple", root=str(shared / "data" / "sot"), include=["vot_bag"]))
     assert [s.name for s in only] == ["vot_bag"]
 
@@ -53,3 +62,14 @@ def test_missing_or_emptied_sources_fail_clearly(tmp_path):
         load_source(DataSource(kind="got10k", root=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="no sequence left"):
         load_source(DataSource(kind="simple", root="data/sot", include=["no_such_sequence"]))
+
+
+def test_validation_split_is_held_out_by_the_default_recipe_and_exists(shared):
+    """The split named in the code (score study, evaluation) is the one the default recipe holds out."""
+    from stark_ros.datasets.splits import TRAIN_FIRST_22, TRAIN_VALIDATION
+    from stark_ros.training.config import load_config
+
+    recipe = Path(__file__).resolve().parents[2] / "training" / "configs" / "stark_lite_frozen_st1.yaml"
+    assert tuple(load_config(recipe).data.validation) == TRAIN_VALIDATION
+    names = {s.name for s in load_source(DataSource(kind="simple", root="data/train"))}
+    assert set(TRAIN_VALIDATION) <= names and set(TRAIN_FIRST_22) <= names and len(TRAIN_FIRST_22) == 22

@@ -1,0 +1,38 @@
+"""Write a model's lost-target thresholds into both of its graphs' metadata (onnx only, no torch).
+
+The score study (``python -m stark_ros.evaluation.score_study --apply``) runs an exported model and
+chooses the thresholds for its score; this puts them where the runtime reads its defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from stark_ros.core import model_metadata as md
+from stark_ros.core.lost import LostSettings
+from stark_ros.core.params import TrackerSettings
+
+
+def write_lost_settings(model_dir, lost: LostSettings, source: str, score_source: str | None = None) -> list[Path]:
+    """Set (or replace) :data:`md.KEY_LOST_SETTINGS` in ``template.onnx`` and ``track.onnx``, and
+    with ``score_source`` the score source of the tracker settings there."""
+    import onnx
+
+    written = []
+    for name in (md.TEMPLATE_FILE, md.TRACK_FILE):
+        path = Path(model_dir) / name
+        proto = onnx.load(str(path))
+        values = {p.key: p.value for p in proto.metadata_props}
+        values[md.KEY_LOST_SETTINGS] = json.dumps(lost.to_dict())
+        values[md.KEY_LOST_SETTINGS_SOURCE] = source
+        if score_source is not None:
+            settings = TrackerSettings.from_dict(json.loads(values[md.KEY_SETTINGS]))
+            values[md.KEY_SETTINGS] = json.dumps(replace(settings, score_source=score_source).to_dict())
+        del proto.metadata_props[:]
+        for key, value in values.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(path))
+        written.append(path)
+    return written
