@@ -4,12 +4,12 @@ start, so that they measure the same executable a user runs with ``ros2 run`` / 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from stark_ros.core import locate
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -27,24 +27,19 @@ class NodeProcessError(RuntimeError):
 
 
 def tracker_executable() -> list[str]:
-    """Where ``ros2 run stark_ros tracker_node`` looks first (lib/<package>/), then PATH."""
-    installed = Path(sys.prefix) / "lib" / "stark_ros" / "tracker_node"
-    if installed.is_file():
-        return [str(installed)]
-    found = shutil.which("tracker_node")
-    if found:
-        return [found]
-    raise NodeProcessError("the tracker_node executable was not found (is the package installed? "
-                           "run `make setup` or `colcon build` and source the environment)")
+    """The installed node, where ``ros2 run stark_ros tracker_node`` finds it."""
+    try:
+        return [str(locate.executable())]
+    except locate.NotInstalledError as exc:
+        raise NodeProcessError(str(exc)) from None
 
 
 def installed_params_file() -> Path:
-    """The installed config/tracker.yaml, else the one of the source tree."""
-    for cand in (Path(sys.prefix) / "share" / "stark_ros" / "config" / "tracker.yaml",
-                 Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"):
-        if cand.is_file():
-            return cand
-    raise NodeProcessError("config/tracker.yaml was not found (is the package installed?)")
+    """The installed config/tracker.yaml."""
+    try:
+        return locate.params_file()
+    except locate.NotInstalledError as exc:
+        raise NodeProcessError(str(exc)) from None
 
 
 def use_private_domain() -> None:

@@ -13,7 +13,6 @@ The matcher checks in this order, so that the answer names the first thing the c
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -161,14 +160,15 @@ def match(request: Request, buffer: FrameBuffer, now: float, active_ids, setting
 
 
 class PendingRequests:
-    """Requests waiting for the worker, at most ``capacity``: beyond it a request is refused (busy)
-    at once instead of queueing work nobody can wait for."""
+    """Accepted requests not yet answered, at most ``capacity``: beyond it a request is refused
+    (busy) at once instead of queueing work nobody can wait for. A request stays counted until it
+    is answered, also while the worker looks at it."""
 
     def __init__(self, capacity: int):
         if capacity < 1:
             raise ValueError("the request queue needs room for at least one request")
         self.capacity = capacity
-        self._queue: collections.deque[Request] = collections.deque()
+        self._queue: list[Request] = []
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -179,18 +179,17 @@ class PendingRequests:
         self._queue.append(request)
         return True
 
-    def take_all(self) -> list[Request]:
-        taken = list(self._queue)
-        self._queue.clear()
-        return taken
+    def snapshot(self) -> list[Request]:
+        """The waiting requests in arrival order (the worker answers them, then calls prune)."""
+        return list(self._queue)
 
-    def put_back(self, waiting: list[Request]) -> None:
-        """Requests still waiting go back in front (their order kept), even past the capacity:
-        they were already accepted."""
-        self._queue.extendleft(reversed(waiting))
+    def prune(self) -> None:
+        """Forget the answered ones."""
+        self._queue = [r for r in self._queue if not r.answered]
 
     def drain(self) -> list[Request]:
-        return self.take_all()
+        taken, self._queue = self._queue, []
+        return taken
 
 
 def busy_message(capacity: int) -> str:

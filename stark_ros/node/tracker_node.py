@@ -196,6 +196,7 @@ class TrackerNode(LifecycleNode):
         self._queue: LatestFrameQueue | None = None
         self._pending: PendingRequests | None = None
         self._cancels: collections.deque = collections.deque()
+        self._new_requests = False
         self._targets = TargetTable()
         self._listed: tuple = ()                 # snapshot of the targets for list_targets (no lock)
         self._stats = _Stats()
@@ -323,7 +324,7 @@ class TrackerNode(LifecycleNode):
             self._worker = None
         # Nobody will answer what is still waiting: answer it now, so no caller hangs.
         with self._wake:
-            waiting = self._pending.take_all() if self._pending is not None else []
+            waiting = self._pending.drain() if self._pending is not None else []
             cancels, self._cancels = list(self._cancels), collections.deque()
         for r in waiting:
             self._reject(r, Reason.NOT_ACTIVE, "the node was deactivated before the request could be answered")
@@ -400,6 +401,7 @@ class TrackerNode(LifecycleNode):
         with self._wake:
             accepted = self._pending is not None and self._pending.offer(request)
             if accepted:
+                self._new_requests = True
                 self._wake.notify()
         if not accepted:
             self._reject(request, Reason.BUSY, busy_message(self.p("max_pending_requests")))
@@ -446,12 +448,14 @@ class TrackerNode(LifecycleNode):
     def _work(self) -> None:
         while self._running:
             with self._wake:
-                if not len(self._queue) and not len(self._pending) and not self._cancels:
+                # Requests waiting for a frame are looked at again on the next frame, or after the
+                # poll period for their deadline: no busy loop while they wait.
+                if not len(self._queue) and not self._new_requests and not self._cancels:
                     self._wake.wait(WORKER_POLL_S)
+                self._new_requests = False
                 frame, _ = self._queue.take_newest()
-                requests = self._pending.take_all()
+                requests = [r for r in self._pending.snapshot() if not r.answered]
                 cancels, self._cancels = list(self._cancels), collections.deque()
-            waiting = []
             try:
                 with self._lock:
                     if self._runtime is None:
@@ -460,28 +464,25 @@ class TrackerNode(LifecycleNode):
                         self._cancel(target_id, reply)
                     for r in requests:
                         if self._running:
-                            if not self._handle_request(r, frame):
-                                waiting.append(r)
-                        else:
-                            waiting.append(r)
+                            self._handle_request(r, frame)
                     if frame is not None:
                         self._process(frame)
                     self._listed = tuple(self._listing())
             except Exception as exc:  # never let the worker die: log, answer, keep serving
                 self._log.error(f"tracking step failed: {exc!r}")
                 for r in requests:
-                    self._reject(r, Reason.FAILED, f"the tracker failed on this request: {exc!r}")
-                waiting = []
-            if waiting:
-                with self._wake:
-                    self._pending.put_back([r for r in waiting if not r.answered])
+                    if not r.answered:
+                        self._reject(r, Reason.FAILED, f"the tracker failed on this request: {exc!r}")
+            with self._wake:
+                if self._pending is not None:
+                    self._pending.prune()
 
     def _match_settings(self) -> MatchSettings:
         return MatchSettings(tolerance_s=self.p("stamp_tolerance"), request_timeout_s=self.p("request_timeout"),
                              max_targets=self.p("max_targets"))
 
     def _handle_request(self, r: Request, next_frame: Frame | None) -> bool:
-        """Start one target, or reject it. False while it waits for a newer frame."""
+        """Start one target, or reject it. False while it waits for a newer frame (it stays pending)."""
         with self._wake:
             decision = match(r, self._buffer, time.monotonic(), self._targets.ids(), self._match_settings())
             if decision.verdict is Verdict.START:

@@ -171,15 +171,17 @@ def test_start_gives_the_frame_and_the_checked_box():
     np.testing.assert_array_equal(d.box, GOOD_BOX)
 
 
-def test_pending_requests_are_bounded_and_put_back_in_order():
+def test_pending_requests_are_bounded_until_answered():
     q = PendingRequests(2)
     a, b, c = request(target_id="a"), request(target_id="b"), request(target_id="c")
     assert q.offer(a) and q.offer(b) and not q.offer(c)
-    taken = q.take_all()
-    assert taken == [a, b] and len(q) == 0
-    q.offer(c)
-    q.put_back([a, b])
-    assert [r.target_id for r in q.take_all()] == ["a", "b", "c"]
+    assert q.snapshot() == [a, b]
+    q.prune()
+    assert not q.offer(c)            # looked at by the worker but unanswered: still counted
+    a.answer(True, "a", "")
+    q.prune()
+    assert q.offer(c) and q.snapshot() == [b, c]
+    assert q.drain() == [b, c] and len(q) == 0
 
 
 def test_a_request_is_answered_once():

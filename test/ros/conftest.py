@@ -29,6 +29,9 @@ DISCOVERY_TIMEOUT_S = 30.0
 # loaded machine): the first frame is sent again after this long without an answer.
 FIRST_FRAME_RESEND_S = 2.0
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# As deep as the node's events publisher: a burst of answers must not overwrite each other in the
+# test's reader before its executor takes them.
+EVENTS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.02, raise_on_timeout: bool = True):
@@ -84,12 +87,12 @@ class Client:
         msg_type = CompressedImage if compressed else Image
         topic = "image/compressed" if compressed else "image"
         self.image_pub = self.node.create_publisher(msg_type, topic, qos_profile_sensor_data)
-        self.target_pub = self.node.create_publisher(TargetRequest, "target", RELIABLE)
+        self.target_pub = self.node.create_publisher(TargetRequest, "target", EVENTS_QOS)
         self.tracks: list = []
         self.events: list = []
         self._lock = threading.Lock()
         self.node.create_subscription(TrackedObjectArray, "tracks", self._on_tracks, RELIABLE)
-        self.node.create_subscription(TrackEvent, "events", self._on_event, RELIABLE)
+        self.node.create_subscription(TrackEvent, "events", self._on_event, EVENTS_QOS)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -118,21 +121,25 @@ class Client:
         msg.header.frame_id = frame_id
         return msg
 
-    def publish_and_wait(self, msg, timeout: float = 30.0):
-        """Publish one frame and wait for the tracks computed on it (lock step: nothing dropped)."""
+    def publish_and_wait(self, msg, timeout: float = 30.0, resend: bool = False):
+        """Publish one frame and wait for the tracks computed on it (lock step: nothing dropped).
+        Only tracks that arrive after this call count (frames may repeat a stamp). Until the node
+        has answered once, or always with ``resend``, the frame is sent again every few seconds."""
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        with self._lock:
+            since = len(self.tracks)
         self.image_pub.publish(msg)
         end = time.monotonic() + timeout
-        while not self.tracks and time.monotonic() < end:
-            if wait_for(lambda: self.tracks_for(stamp), FIRST_FRAME_RESEND_S, "", raise_on_timeout=False):
+        while (resend or since == 0) and time.monotonic() < end:
+            if wait_for(lambda: self.tracks_for(stamp, since), FIRST_FRAME_RESEND_S, "", raise_on_timeout=False):
                 break
             self.image_pub.publish(msg)
-        return wait_for(lambda: self.tracks_for(stamp), max(0.0, end - time.monotonic()),
+        return wait_for(lambda: self.tracks_for(stamp, since), max(0.0, end - time.monotonic()),
                         f"tracks for the frame stamped {stamp}")
 
-    def tracks_for(self, stamp):
+    def tracks_for(self, stamp, since: int = 0):
         with self._lock:
-            for t in self.tracks:
+            for t in self.tracks[since:]:
                 if (t.header.stamp.sec, t.header.stamp.nanosec) == stamp:
                     return t
         return None

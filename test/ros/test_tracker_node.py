@@ -167,7 +167,7 @@ def test_overload_drops_frames_and_keeps_up(tracker, sequence):
     for m in frames:  # as fast as DDS takes them: far faster than the worker runs
         client.image_pub.publish(m)
     # The last best-effort frame of a burst may be lost in DDS: publish_and_wait sends it again.
-    client.publish_and_wait(frames[-1], timeout=60.0)
+    client.publish_and_wait(frames[-1], timeout=60.0, resend=True)
     processed = {(t.header.stamp.sec, t.header.stamp.nanosec) for t in client.tracks}
     assert len(processed) < len(frames)  # frames were dropped, not queued without bound
     assert proc.proc.poll() is None
