@@ -16,6 +16,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from stark_ros.core import locate
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.node.image_conversion import ENCODINGS, ImageConverter
 
@@ -39,13 +40,11 @@ class BagError(RuntimeError):
 
 
 def msg_dir() -> Path:
-    """The package's .msg files: installed share folder, else the source tree."""
-    import sys
-
-    for cand in (Path(sys.prefix) / "share" / "stark_ros" / "msg", Path(__file__).resolve().parents[2] / "msg"):
-        if cand.is_dir():
-            return cand
-    raise BagError("the stark_ros .msg files were not found (is the package installed?)")
+    """The package's installed .msg files."""
+    try:
+        return locate.msg_dir()
+    except locate.NotInstalledError as exc:
+        raise BagError(str(exc)) from None
 
 
 def typestore():

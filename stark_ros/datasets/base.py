@@ -11,9 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stark_ros.core import locate
+
 # Environment variable that points at the shared data folder when it is not ``../shared``.
 SHARED_ENV = "STARK_ROS_SHARED"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class MissingSharedDataError(FileNotFoundError):
@@ -22,9 +23,13 @@ class MissingSharedDataError(FileNotFoundError):
 
 def shared_dir() -> Path:
     """The shared data folder: ``$STARK_ROS_SHARED``, else ``../shared`` beside the repository
-    (the source tree this module lives in, or the current directory for an installed package)."""
+    (the source checkout this module runs from, else the current directory: an installed package
+    does not know which checkout it was built from)."""
     candidates = [Path(os.environ[SHARED_ENV])] if os.environ.get(SHARED_ENV) else []
-    candidates += [_REPO_ROOT.parent / "shared", Path.cwd().parent / "shared"]
+    checkout = locate.source_root()
+    if checkout is not None:
+        candidates.append(checkout.parent / "shared")
+    candidates.append(Path.cwd().parent / "shared")
     for cand in candidates:
         if (cand / "data").is_dir():
             return cand.resolve()
