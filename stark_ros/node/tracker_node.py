@@ -218,6 +218,7 @@ class TrackerNode(LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         self._log.info("configuring: loading the model")
+        self._log.debug("parameters: " + ", ".join(f"{name}={self.p(name)!r}" for name in PARAMETERS))
         try:
             model_dir = resolve_model(self.p("model"))
             options = RuntimeOptions(providers=tuple(self.p("providers")), trt_fp16=self.p("trt_fp16"),

@@ -23,9 +23,11 @@ launch_ros = pytest.importorskip(
 
 import yaml  # noqa: E402
 
+from stark_ros.core import locate  # noqa: E402
+
 from .conftest import wait_for  # noqa: E402
 
-PACKAGE_SHARE = Path(sys.prefix) / "share" / "stark_ros"
+PACKAGE_SHARE = locate.share_dir()
 LAUNCH_FILE = PACKAGE_SHARE / "launch" / "tracker.launch.py"
 INSTALLED_PARAMS = PACKAGE_SHARE / "config" / "tracker.yaml"
 NODE_NAME = "stark_tracker"
@@ -205,3 +207,14 @@ def test_launch_file_params_file_compressed_sim_time_log_level(launched, untrain
     assert run.stop() == 0
     assert "process has finished cleanly" in run.log()
     assert "active: tracking on" not in run.log()
+
+
+def test_launch_log_level_applies_to_the_node_only(launched, untrained_lite_model):
+    """log_level:=debug shows the node's debug lines, not rcl's (which printed 20,000 lines in 13 s)."""
+    run, probe = launched(model=untrained_lite_model, namespace="launched_debug", log_level="debug")
+    assert wait_for(lambda: probe.count_publishers("/launched_debug/tracks"), START_TIMEOUT_S,
+                    "/launched_debug/tracks")
+    wait_for(lambda: "active: tracking on" in run.log(), START_TIMEOUT_S, "the node's INFO line")
+    log = run.log()
+    assert "[DEBUG] [launched_debug.stark_tracker]: parameters:" in log
+    assert "[DEBUG] [rcl" not in log
