@@ -259,6 +259,22 @@ def test_raw_frames_that_claim_huge_sizes_are_skipped(tracker, sequence):
     wait_for(lambda: "exceeds max_image_pixels" in proc.log(), 10.0, "the skip line")
 
 
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720)], ids=["640x480", "1280x720"])
+def test_large_raw_frames_arrive_and_track(tracker, sequence, size):
+    """Raw rgb8 VGA (921 KB) and HD (2.7 MB) frames reach the node with the transport profile
+    (with Fast DDS's defaults most never arrived) and are tracked in lock step."""
+    _, client = tracker(f"large{size[0]}")
+    sx, sy = size[0] / sequence.frame(0).shape[1], size[1] / sequence.frame(0).shape[0]
+    frames = [cv2.resize(sequence.frame(i), size) for i in range(4)]
+    box = np.asarray(sequence.boxes[0]) * np.array([sx, sy, sx, sy])
+    client.publish_and_wait(client.image_msg(frames[0], stamp(0), encoding="rgb8"))
+    client.request(box, stamp(0), target_id="t")
+    assert answer_of(client, "t", "INITIALIZED t").type == TrackEvent.INITIALIZED
+    for i in range(1, len(frames)):
+        msg = client.publish_and_wait(client.image_msg(frames[i], stamp(i), encoding="rgb8"))
+        assert tracked_ids(msg) == ["t"]
+
+
 def test_model_with_nan_weights_fails_configure(ros_context, tmp_path, untrained_lite_model):
     import onnx
     from onnx import numpy_helper
