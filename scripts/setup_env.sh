@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
 # Set up stark_ros on a bare Linux machine (no ROS 2 install): a virtual environment with ROS 2
-# Kilted from PyPI, the package's interfaces built with ament_cmake from the same wheels, and the
-# package installed beside them. Idempotent: each step is skipped while its inputs are unchanged.
+# Kilted from PyPI and the package built and installed by ament_cmake from the same wheels, the
+# way colcon installs it on a ROS 2 machine. pip brings only the dependencies (setup.py's lists);
+# CMake is the one installer of the package (Python modules, interfaces, executable, share files).
+# Idempotent: each step is skipped while its inputs are unchanged; the install step always runs and
+# takes seconds, so re-running this script is how a source edit reaches the environment.
 #
-#   scripts/setup_env.sh [--need-shared]
+#   scripts/setup_env.sh [--runtime] [--need-shared]
 #
-# Environment: STARK_ROS_VENV (default .venv), PYTHON (default: python3.11, else python3).
-# Afterwards: `source .venv/bin/stark_ros_env.sh` gives a shell with rclpy and the package.
+#   (default)   the full environment (.venv): + torch, onnx, training, export, the tests, colcon
+#   --runtime   the runtime environment (.venv-runtime): node, demo, evaluation, bag replay; no torch
+#
+# Environment: STARK_ROS_VENV (default .venv, or .venv-runtime with --runtime),
+# PYTHON (default: python3.11, else python3).
+# Afterwards: `source <venv>/bin/stark_ros_env.sh` gives a shell with rclpy and the package.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${STARK_ROS_VENV:-$ROOT/.venv}"
-BUILD_DIR="$ROOT/build/cmake"
-STAMPS="$VENV/.stark_ros_stamps"
 REQUIRED_PYTHON="3.11"
 NEED_SHARED=0
+PURPOSE=full
 for arg in "$@"; do
   case "$arg" in
     --need-shared) NEED_SHARED=1 ;;
+    --runtime) PURPOSE=runtime ;;
     *) echo "setup: unknown option $arg" >&2; exit 2 ;;
   esac
 done
+if [ "$PURPOSE" = runtime ]; then DEFAULT_VENV="$ROOT/.venv-runtime"; else DEFAULT_VENV="$ROOT/.venv"; fi
+VENV="${STARK_ROS_VENV:-$DEFAULT_VENV}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+# One CMake build per environment: each installs into its own prefix.
+BUILD_DIR="$VENV/.stark_ros_build"
+STAMPS="$VENV/.stark_ros_stamps"
 
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 fail() { printf '\033[1;31msetup failed:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -54,17 +66,22 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
 # ------------------------------------------------------------------ Python dependencies
-DEPS_HASH="$(hash_of setup.py scripts/setup_env.sh)"
+DEPS_HASH="$(hash_of setup.py scripts/setup_env.sh)-$PURPOSE"
 if ! stamp_ok deps "$DEPS_HASH"; then
-  say "installing the package, its Python dependencies and the ROS 2 wheels (setup.py extras: all) — a few minutes the first time"
+  say "installing the $PURPOSE environment's dependencies and the ROS 2 wheels (setup.py requirements(\"$PURPOSE\")) — a few minutes the first time"
   rm -f "$STAMPS/deps" "$STAMPS/interfaces"
-  "${PIP[@]}" install --upgrade pip setuptools wheel || fail "pip could not upgrade itself (is PyPI reachable?)"
-  # The package with every extra but the GPU one (setup.py is the one list of dependencies; torch
-  # is pinned there, so pip takes the CPU build and never a multi-GB CUDA one).
+  mkdir -p "$STAMPS"
+  # setuptools below 80: colcon-core (full environment) requires it; one version for both purposes.
+  "${PIP[@]}" install --upgrade pip "setuptools<80" wheel || fail "pip could not upgrade itself (is PyPI reachable?)"
+  # setup.py is the one list of dependencies; read it without building or installing the package
+  # (CMake installs it below). torch is pinned there, so pip takes the CPU build, never a CUDA one.
+  REQUIREMENTS="$STAMPS/requirements.txt"
+  "$VENV/bin/python" -c 'import runpy, sys; print("\n".join(runpy.run_path(sys.argv[1], run_name="stark_ros_requirements")["requirements"](sys.argv[2])))' \
+      "$ROOT/setup.py" "$PURPOSE" > "$REQUIREMENTS" || fail "could not read the requirements from setup.py"
   # setup.py asks for opencv-contrib-python-headless; an older venv's plain OpenCV wheel would
   # share its cv2 folder, and whichever is removed later breaks the other.
   "${PIP[@]}" uninstall -y opencv-python-headless opencv-python >/dev/null 2>&1 || true
-  "${PIP[@]}" install "$ROOT[all]" \
+  "${PIP[@]}" install -r "$REQUIREMENTS" \
     || fail "pip could not install the dependencies (see the messages above); re-run this script after fixing."
   # ros-rosidl-parser drags in lark-parser, which overwrites the 'lark' module rosidl needs.
   "${PIP[@]}" install --force-reinstall --no-deps lark || fail "could not reinstall lark"
@@ -77,7 +94,7 @@ export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export PATH="$VENV/bin:$PATH"
 IFACE_HASH="$(hash_of CMakeLists.txt package.xml msg/*.msg srv/*.srv)"
 if ! stamp_ok interfaces "$IFACE_HASH" || [ ! -f "$BUILD_DIR/Makefile" ]; then
-  say "building the stark_ros interfaces (msg/, srv/) with ament_cmake — about a minute"
+  say "building the package (interfaces from msg/ and srv/) with ament_cmake — about a minute"
   rm -rf "$BUILD_DIR"
   mkdir -p "$BUILD_DIR"
   (cd "$BUILD_DIR" && cmake "$ROOT" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
@@ -88,8 +105,29 @@ if ! stamp_ok interfaces "$IFACE_HASH" || [ ! -f "$BUILD_DIR/Makefile" ]; then
   stamp_set interfaces "$IFACE_HASH"
 fi
 # Always re-install: cheap, and it copies edited Python sources, launch/ and config/ into the venv.
+MANIFEST="$BUILD_DIR/install_manifest.txt"
+PREVIOUS="$STAMPS/previous_install_manifest.txt"
+if [ -f "$MANIFEST" ]; then cp "$MANIFEST" "$PREVIOUS"; else rm -f "$PREVIOUS"; fi
 (cd "$BUILD_DIR" && make install > "$BUILD_DIR/install.log" 2>&1) \
   || { tail -30 "$BUILD_DIR/install.log" >&2; fail "installing the package failed (log: $BUILD_DIR/install.log)"; }
+# The installed package is exactly what this build installs: remove what an earlier install put
+# there and this one no longer does (a deleted or renamed module would otherwise still import),
+# and a pip install of the package made by an earlier version of this script.
+"$VENV/bin/python" - "$VENV" "$MANIFEST" "$PREVIOUS" <<'EOF' || fail "could not remove the files of an earlier install"
+import shutil
+import sys
+from pathlib import Path
+
+venv, manifest, previous = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+installed = {str(Path(p).resolve()) for p in manifest.read_text().split()}
+stale = {str(Path(p).resolve()) for p in previous.read_text().split()} if previous.is_file() else set()
+for dist_info in venv.glob("lib/python*/site-packages/stark_ros-*.dist-info"):
+    for line in (dist_info / "RECORD").read_text().splitlines():
+        stale.add(str((dist_info.parent / line.rsplit(",", 2)[0]).resolve()))
+    shutil.rmtree(dist_info)
+for path in sorted(stale - installed):
+    Path(path).unlink(missing_ok=True)
+EOF
 
 # ------------------------------------------------------------------ environment file
 cat > "$VENV/bin/stark_ros_env.sh" <<EOF

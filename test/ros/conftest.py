@@ -4,7 +4,6 @@ executable, started the way a user starts it), the test talks to it from an rclp
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,12 +16,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent  # noqa: E402
 
+from stark_ros.core import locate  # noqa: E402
 from stark_ros.node.image_conversion import ImageConverter  # noqa: E402
 from stark_ros.node.messages import box_to_msg  # noqa: E402
 from stark_ros.node.process import DISCOVERY_SETTLE_S  # noqa: E402
 
-PACKAGE_SHARE = Path(sys.prefix) / "share" / "stark_ros"
-EXECUTABLE = Path(sys.prefix) / "lib" / "stark_ros" / "tracker_node"
+# The installed package, wherever its route put it (the venv of `make setup`, a colcon install).
+PACKAGE_SHARE = locate.share_dir()
+EXECUTABLE = locate.executable()
 DISCOVERY_TIMEOUT_S = 30.0
 # Until the node has answered once, a best-effort frame may still fall into the gap between the
 # publisher seeing the subscription and the subscription matching the publisher (longer on a
