@@ -36,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stark_ros.core import locate
 from stark_ros.datasets import load_simple_sequence, shared_dir
 from stark_ros.runtime import RuntimeOptions, StarkRuntime, default_model_dir
 
@@ -56,12 +57,11 @@ PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE",)
 
 
 def transport_profile() -> Path | None:
-    """The installed (else the source tree's) Fast DDS profile for large images."""
-    for cand in (Path(sys.prefix) / "share" / "stark_ros" / "config" / "fastdds_large_images.xml",
-                 Path(__file__).resolve().parents[2] / "config" / "fastdds_large_images.xml"):
-        if cand.is_file():
-            return cand
-    return None
+    """The installed Fast DDS profile for large images (None where it is not installed)."""
+    try:
+        return locate.share_file("config", "fastdds_large_images.xml")
+    except locate.NotInstalledError:
+        return None
 
 
 def use_transport_profile(enabled: bool) -> str:
