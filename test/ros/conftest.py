@@ -24,6 +24,11 @@ from stark_ros.node.process import DISCOVERY_SETTLE_S  # noqa: E402
 # The installed package, wherever its route put it (the venv of `make setup`, a colcon install).
 PACKAGE_SHARE = locate.share_dir()
 EXECUTABLE = locate.executable()
+# Both sides of the tests' DDS traffic use the transport profile the launch file applies (large
+# raw frames do not fit Fast DDS's default shared-memory segment); set before any participant exists.
+TRANSPORT_PROFILE = Path(PACKAGE_SHARE) / "config" / "fastdds_large_images.xml"
+if TRANSPORT_PROFILE.is_file():
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(TRANSPORT_PROFILE))
 DISCOVERY_TIMEOUT_S = 30.0
 # Until the node has answered once, a best-effort frame may still fall into the gap between the
 # publisher seeing the subscription and the subscription matching the publisher (longer on a
