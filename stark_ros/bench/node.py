@@ -143,7 +143,9 @@ def _publisher(spec: dict, results) -> None:
         time.sleep(DISCOVERY_SETTLE_S)
         period_ns = int(1e9 / spec["rate"])
         t_next = time.monotonic_ns()
-        for i, msg in enumerate(messages):
+        # A soak publishes more frames than the sequence has: it plays the sequence in a loop.
+        for i in range(spec.get("count") or len(messages)):
+            msg = messages[i % len(messages)]
             msg.header.stamp = node.get_clock().now().to_msg()
             msg.header.frame_id = "camera"
             published[f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec}"] = time.monotonic_ns()
@@ -158,9 +160,23 @@ def _publisher(spec: dict, results) -> None:
         results.put(published)
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (NaN where it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: int, log_dir: Path,
-             encoding: str = "bgr8", params: dict | None = None, on_tracks=None, on_diagnostics=None) -> dict:
-    """One run of the node process fed by a camera process; see the module docstring."""
+             encoding: str = "bgr8", params: dict | None = None, count: int | None = None,
+             sample_period_s: float | None = None) -> dict:
+    """One run of the node process fed by a camera process; see the module docstring. ``count``
+    frames are published (default: the n loaded, once); with ``sample_period_s`` the node's RSS
+    and its /diagnostics are also sampled over time (``samples``)."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -176,20 +192,25 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
     diagnostics: dict[str, str] = {}
     lock = threading.Lock()
 
+    samples: list[dict] = []
+    stop_sampling = threading.Event()
+
     def tracks_cb(msg):
-        now = time.monotonic_ns()
         if msg.objects:
+            now = time.monotonic_ns()
             with lock:
                 arrived[f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec}"] = now
-        if on_tracks is not None:
-            on_tracks(msg, now)
 
     def diagnostics_cb(msg):
         for status in msg.status:
             if "STARK" in status.name:
-                diagnostics.update({kv.key: kv.value for kv in status.values})
-                if on_diagnostics is not None:
-                    on_diagnostics(dict(diagnostics))
+                with lock:
+                    diagnostics.update({kv.key: kv.value for kv in status.values})
+
+    def sample(pid: int):
+        while not stop_sampling.wait(sample_period_s):
+            with lock:
+                samples.append({"t_ns": time.monotonic_ns(), "rss_mb": rss_mb(pid), **diagnostics})
 
     tracker = TrackerNodeProcess(log_dir / "tracker_node.log", params=params).start()
     rclpy.init()
@@ -198,7 +219,9 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     camera = ctx.Process(target=_publisher, args=({"sequence": sequence, "frames": n, "size": size,
-                                                   "rate": rate_hz, "encoding": encoding}, results))
+                                                   "rate": rate_hz, "encoding": encoding, "count": count},
+                                                  results))
+    total = count or n
     published: dict[str, int] = {}
     try:
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -211,8 +234,10 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
             if tracker.proc.poll() is not None or time.monotonic() > deadline:
                 raise NodeProcessError(f"the tracker node did not come up; its log:\n{tracker.log_text()}")
             time.sleep(POLL_S)
+        if sample_period_s:
+            threading.Thread(target=sample, args=(tracker.proc.pid,), daemon=True).start()
         camera.start()
-        published = results.get(timeout=PUBLISHER_TIMEOUT_S + n / rate_hz)
+        published = results.get(timeout=PUBLISHER_TIMEOUT_S + total / rate_hz)
         camera.join()
         last = max(published, key=published.get) if published else None
         end = time.monotonic() + DRAIN_TIMEOUT_S
@@ -220,6 +245,7 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
             time.sleep(POLL_S)
         time.sleep(DIAGNOSTICS_WAIT_S)  # one more /diagnostics period with every frame in it
     finally:
+        stop_sampling.set()
         if camera.is_alive():
             camera.terminate()
         executor.shutdown()
@@ -237,7 +263,8 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
             "processed": processed, "dropped": dropped,
             "lost_in_transport": max(0, len(published) - processed - dropped),
             "skipped_by_reason": diagnostics.get("frames_skipped_by_reason", ""),
-            "providers": diagnostics.get("providers", "")}
+            "providers": diagnostics.get("providers", ""),
+            "samples": samples, "published_ns": published, "arrived_ns": arrived}
 
 
 def main(argv=None) -> int:
@@ -245,7 +272,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: the installed default model)")
     parser.add_argument("--sequence", default=DEFAULT_SEQUENCE, help="a folder of shared/data/sot")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames published")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                        help="frames published (more than the sequence has: it is played in a loop)")
     parser.add_argument("--size", type=parse_size, help="resize frames to WIDTHxHEIGHT (e.g. 640x480, 1280x720)")
     parser.add_argument("--encoding", default="bgr8", help="image encoding published (bgr8, rgb8, ...)")
     parser.add_argument("--rate", type=float, default=0.0,
@@ -262,7 +290,7 @@ def main(argv=None) -> int:
     name, frames, box = load_frames(args.sequence, args.frames, args.size)
     n = len(frames)
     h, w = frames[0].shape[:2]
-    print(f"node benchmark: model {model}, sequence {name}, {n} frames of {w}x{h} {args.encoding}, "
+    print(f"node benchmark: model {model}, sequence {name}, {max(n, args.frames)} frames of {w}x{h} {args.encoding}, "
           f"threads {args.threads or 'auto'}, transport: {transport}")
 
     first = bare_runtime_ms(model, frames, box, args.threads)
@@ -271,8 +299,8 @@ def main(argv=None) -> int:
     runs = []
     for rate in rates:
         with tempfile.TemporaryDirectory(prefix="stark_bench_node_") as tmp:
-            runs.append((rate, node_run(model, args.sequence, args.frames, args.size, rate, args.threads, Path(tmp),
-                                        encoding=args.encoding)))
+            runs.append((rate, node_run(model, args.sequence, n, args.size, rate, args.threads, Path(tmp),
+                                        encoding=args.encoding, count=max(n, args.frames))))
     second = bare_runtime_ms(model, frames, box, args.threads)
     bare = min((_percentiles(first), _percentiles(second)), key=lambda p: p["p50"])
     print(f"  bare runtime update         p50 {bare['p50']:7.2f} ms   p99 {bare['p99']:7.2f} ms")
@@ -286,13 +314,17 @@ def main(argv=None) -> int:
         share = own / bare["p50"]
         overhead = e2e["p50"] - node["node_inference_p50_ms"]
         tracked_share = node["tracked"] / max(1, node["published"])
-        result = {"rate_hz": rate, **node, "tracked_share": tracked_share, "own_overhead_ms": own,
+        arrived_share = (node["processed"] + node["dropped"]) / max(1, node["published"])
+        node = {k: v for k, v in node.items() if k not in ("samples", "published_ns", "arrived_ns")}
+        result = {"rate_hz": rate, **node, "tracked_share": tracked_share, "arrived_share": arrived_share,
+                  "own_overhead_ms": own,
                   "own_overhead_share": share, "overhead_ms": overhead, "transport_ms": overhead - own,
                   "overhead_share": overhead / bare["p50"]}
         results.append(result)
         print(f"  at {rate:5.1f} frames/s: tracked {node['tracked']}/{node['published']} ({tracked_share:.1%}; goal >= "
               f"{GOAL_TRACKED_SHARE:.0%}: {'met' if tracked_share >= GOAL_TRACKED_SHARE else 'NOT met'}), "
-              f"dropped by the node's queue {node['dropped']}, lost in transport {node['lost_in_transport']}")
+              f"reached the node {arrived_share:.1%}: dropped by the node's queue for newer frames {node['dropped']}, "
+              f"lost in transport {node['lost_in_transport']}")
         print(f"    image published -> tracks p50 {e2e['p50']:7.2f} ms   p99 {e2e['p99']:7.2f} ms; node inference p50 "
               f"{node['node_inference_p50_ms']:.2f} ms, decode p50 {node['node_decode_p50_ms']:.2f} ms")
         print(f"    node's own work per frame {own:6.2f} ms = {share:.1%} of the bare runtime's inference (goal <= "
