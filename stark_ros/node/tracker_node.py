@@ -202,6 +202,8 @@ class TrackerNode(LifecycleNode):
         self._stats = _Stats()
         self._skips = ReasonLog(LOG_THROTTLE_S)
         self._rejections = ReasonLog(LOG_THROTTLE_S)
+        self._errors = ReasonLog(LOG_THROTTLE_S)
+        self._debug_enabled = self._log.is_enabled_for(LoggingSeverity.DEBUG)
         self._worker: threading.Thread | None = None
         self._running = False
         self._subs = []
@@ -470,7 +472,9 @@ class TrackerNode(LifecycleNode):
                         self._process(frame)
                     self._listed = tuple(self._listing())
             except Exception as exc:  # never let the worker die: log, answer, keep serving
-                self._log.error(f"tracking step failed: {exc!r}")
+                unlogged = self._errors.record(type(exc).__name__)
+                if unlogged is not None:
+                    self._log.error(f"tracking step failed: {exc!r}{suffix(unlogged)}")
                 for r in requests:
                     if not r.answered:
                         self._reject(r, Reason.FAILED, f"the tracker failed on this request: {exc!r}")
@@ -571,6 +575,10 @@ class TrackerNode(LifecycleNode):
         self._tracks_pub.publish(out)
         self._detections.publish(out)
         self._account(frame, infer_s, bool(results))
+        if self._debug_enabled:
+            self._log.debug(f"frame #{frame.seq} (stamp {frame.stamp_ns / NS_PER_S:.6f}, {frame.rgb.shape[1]}x"
+                            f"{frame.rgb.shape[0]}): {len(results)} target(s) in {infer_s * 1e3:.1f} ms, "
+                            f"{self._queue.dropped} frame(s) dropped so far")
         if self._debug_pub.get_subscription_count() > 0:
             self._publish_debug(frame, out.header, results)
 
@@ -617,6 +625,7 @@ class TrackerNode(LifecycleNode):
             "bad_frames": str(skips[SKIP_UNREADABLE] + skips[SKIP_DEGENERATE]),
             "frames_skipped_by_reason": self._skips.summary(),
             "requests_rejected_by_reason": self._rejections.summary(),
+            "worker_errors": self._errors.summary(),
             "pending_requests": str(len(self._pending) if self._pending is not None else 0),
             "providers": ",".join(runtime.active_providers) if runtime else "",
             "active_targets": str(len(self._listed)),
