@@ -136,6 +136,10 @@ LOST_PARAMETERS = ("lost_threshold", "lost_frames", "reacquire_threshold")
 class _Stats:
     processed: int = 0
     latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    # Frame received -> taken by the worker, and taken -> tracks published: the node's latency apart
+    # into waiting for the worker and the worker's own time (inference + bookkeeping + publishing).
+    wait_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    work_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     infer_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     decode_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     window_start: float = field(default_factory=time.monotonic)
@@ -564,6 +568,7 @@ class TrackerNode(LifecycleNode):
             yield tracked_object(r.target_id, r.label, r.box, r.score, r.state, r.frames_since_confident)
 
     def _process(self, frame: Frame) -> None:
+        taken_ns = time.monotonic_ns()
         ids = self._targets.due(frame.seq)
         out = TrackedObjectArray(header=_header(frame))
         t0 = time.perf_counter()
@@ -575,7 +580,7 @@ class TrackerNode(LifecycleNode):
                                               res.score, res.state, res.frames_since_confident))
         self._tracks_pub.publish(out)
         self._detections.publish(out)
-        self._account(frame, infer_s, bool(results))
+        self._account(frame, taken_ns, infer_s, bool(results))
         if self._debug_enabled:
             self._log.debug(f"frame #{frame.seq} (stamp {frame.stamp_ns / NS_PER_S:.6f}, {frame.rgb.shape[1]}x"
                             f"{frame.rgb.shape[0]}): {len(results)} target(s) in {infer_s * 1e3:.1f} ms, "
@@ -583,11 +588,14 @@ class TrackerNode(LifecycleNode):
         if self._debug_pub.get_subscription_count() > 0:
             self._publish_debug(frame, out.header, results)
 
-    def _account(self, frame: Frame, infer_s: float, tracked: bool) -> None:
+    def _account(self, frame: Frame, taken_ns: int, infer_s: float, tracked: bool) -> None:
         s = self._stats
         s.processed += 1
         s.window_frames += 1
-        s.latency_ms.append((time.monotonic_ns() - frame.received_ns) / 1e6)
+        now = time.monotonic_ns()
+        s.latency_ms.append((now - frame.received_ns) / 1e6)
+        s.wait_ms.append((taken_ns - frame.received_ns) / 1e6)
+        s.work_ms.append((now - taken_ns) / 1e6)
         if tracked:
             s.infer_ms.append(infer_s * 1e3)
         elapsed = time.monotonic() - s.window_start
@@ -621,6 +629,8 @@ class TrackerNode(LifecycleNode):
             "fps": f"{s.fps:.1f}", "latency_p50_ms": f"{_percentile(latency, 50):.1f}",
             "latency_p99_ms": f"{_percentile(latency, 99):.1f}", "inference_p50_ms": f"{_percentile(infer, 50):.1f}",
             "decode_p50_ms": f"{_percentile(decode, 50):.2f}",
+            "queue_wait_p50_ms": f"{_percentile(sorted(s.wait_ms), 50):.2f}",
+            "worker_p50_ms": f"{_percentile(sorted(s.work_ms), 50):.2f}",
             "frames_processed": str(s.processed),
             "frames_dropped": str(queue.dropped if queue is not None else 0),
             "bad_frames": str(skips[SKIP_UNREADABLE] + skips[SKIP_DEGENERATE]),
