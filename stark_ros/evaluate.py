@@ -30,14 +30,16 @@ LOG = logging.getLogger("stark_ros.evaluate")
 DEFAULT_TRACKERS = ("runtime", "baseline", "static")
 
 
-def make_tracker(spec: str, update_interval: int | None):
+def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True):
     kind, _, arg = spec.partition(":")
     if kind == "runtime":
+        from stark_ros.core.lost import NEVER_LOST
         from stark_ros.runtime import RuntimeTracker, StarkRuntime, resolve_model
 
         model = resolve_model(arg or None)
-        rt = StarkRuntime(model, update_interval=update_interval)
-        return RuntimeTracker(rt), f"stark_{rt.info.variant.lower()}_onnx", f"{model}"
+        rt = StarkRuntime(model, update_interval=update_interval, lost=None if lost_logic else NEVER_LOST)
+        suffix = "" if lost_logic else "_nolost"
+        return RuntimeTracker(rt), f"stark_{rt.info.variant.lower()}_onnx{suffix}", f"{model}"
     if kind == "reference":
         if not arg:
             raise ValueError("reference:CHECKPOINT needs a checkpoint")
@@ -72,6 +74,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tracker", action="append", default=None,
                         help="tracker to run (repeatable); default: runtime, baseline and static")
     parser.add_argument("--update-interval", type=int, default=None, help="dynamic template update interval")
+    parser.add_argument("--lost-logic", choices=["on", "off"], default="on",
+                        help="runtime trackers: the lost-target logic (default on, as the node runs it)")
     parser.add_argument("--out", default="out/eval", help="results and report folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -89,7 +93,7 @@ def main(argv=None) -> int:
         return 2
     scores, curve_data = {}, {}
     for spec in args.tracker or DEFAULT_TRACKERS:
-        tracker, name, source = make_tracker(spec, args.update_interval)
+        tracker, name, source = make_tracker(spec, args.update_interval, args.lost_logic == "on")
         print(f"{name}: {source}")
         results = run_dataset(tracker, name, sequences, Path(args.out) / "results", progress=not args.no_progress)
         scores[name] = score(results, sequences)

@@ -73,6 +73,10 @@ class LostSettings:
         return cls(**d)
 
 
+# Thresholds of 0: no score is below them, so a target is never LOST (every box is the network's).
+NEVER_LOST = LostSettings(lost_threshold=0.0, reacquire_threshold=0.0)
+
+
 class LostMonitor:
     """Per-target state machine. Feed it every frame's score and predicted box; it says what to
     report, where to search next and whether an event happened."""

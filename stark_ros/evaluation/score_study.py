@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from stark_ros.core.geometry import iou_xywh
+from stark_ros.core.lost import NEVER_LOST
 from stark_ros.core.params import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD, SCORE_SOURCES
 from stark_ros.datasets import Sequence, shared_dir
 from stark_ros.datasets.cuts import load_cut_sequence
@@ -38,7 +39,6 @@ FOUND_IOU = 0.5            # a frame "has the target" when the tracked box overl
 ABSENT_FRAMES = 30         # frames of another video shown after each initialisation
 FALSE_REACQUIRE_RATE = 0.02  # share of target-free frames allowed above the reacquire threshold
 THRESHOLD_GRID = np.linspace(0.01, 0.99, 99)
-NEVER_LOST = LostSettings(lost_threshold=0.0, reacquire_threshold=0.0)
 # Frame hysteresis written with the thresholds: LOST after this many frames below the lost
 # threshold, REACQUIRED after this many above the reacquire threshold (at 30 frames/s: 1/6 s
 # and 1/10 s, short against a real disappearance, long against a flicker).

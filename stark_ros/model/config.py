@@ -25,6 +25,9 @@ class ModelConfig:
     dec_layers: int = 6
     ffn_dim: int = 2048
     dropout: float = 0.1
+    # Dropout on the attention weights; None: ``dropout`` (official). The (tokens x tokens) maps
+    # make it the costliest op of a CPU training step, so the CPU recipes turn it off.
+    attention_dropout: float | None = None
     num_queries: int = 1
     # Channels of the first corner-head conv; each later conv halves it (256 -> 128 -> 64 -> 32).
     head_channels: int = 256

@@ -36,7 +36,8 @@ class StarkModel(nn.Module):
         self.backbone = build_backbone(config.backbone)
         self.bottleneck = nn.Conv2d(self.backbone.out_channels, config.hidden_dim, 1)
         self.transformer = Transformer(config.hidden_dim, config.num_heads, config.enc_layers,
-                                       config.dec_layers, config.ffn_dim, config.dropout)
+                                       config.dec_layers, config.ffn_dim, config.dropout,
+                                       attention_dropout=config.attention_dropout)
         self.query_embed = nn.Embedding(config.num_queries, config.hidden_dim)
         self.box_head = CornerHead(config.hidden_dim, config.head_channels, config.search_feat_size,
                                    BACKBONE_STRIDE)

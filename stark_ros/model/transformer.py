@@ -58,9 +58,9 @@ class MultiheadAttention(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float, attention_dropout: float):
         super().__init__()
-        self.self_attn = MultiheadAttention(dim, heads, dropout)
+        self.self_attn = MultiheadAttention(dim, heads, attention_dropout)
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -77,10 +77,10 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float, attention_dropout: float):
         super().__init__()
-        self.self_attn = MultiheadAttention(dim, heads, dropout)
-        self.multihead_attn = MultiheadAttention(dim, heads, dropout)
+        self.self_attn = MultiheadAttention(dim, heads, attention_dropout)
+        self.multihead_attn = MultiheadAttention(dim, heads, attention_dropout)
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -101,9 +101,10 @@ class DecoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, num_layers: int, dim: int, heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, num_layers: int, dim: int, heads: int, ffn_dim: int, dropout: float, attention_dropout: float):
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn_dim, dropout, attention_dropout)
+                                    for _ in range(num_layers))
 
     def forward(self, src, mask, pos):
         for layer in self.layers:
@@ -112,9 +113,10 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, num_layers: int, dim: int, heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, num_layers: int, dim: int, heads: int, ffn_dim: int, dropout: float, attention_dropout: float):
         super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(dim, heads, ffn_dim, dropout, attention_dropout)
+                                    for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, tgt, memory, memory_mask, pos, query_pos):
@@ -124,10 +126,12 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, dim: int, heads: int, enc_layers: int, dec_layers: int, ffn_dim: int, dropout: float):
+    def __init__(self, dim: int, heads: int, enc_layers: int, dec_layers: int, ffn_dim: int, dropout: float,
+                 attention_dropout: float | None = None):
         super().__init__()
-        self.encoder = Encoder(enc_layers, dim, heads, ffn_dim, dropout)
-        self.decoder = Decoder(dec_layers, dim, heads, ffn_dim, dropout)
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        self.encoder = Encoder(enc_layers, dim, heads, ffn_dim, dropout, attention_dropout)
+        self.decoder = Decoder(dec_layers, dim, heads, ffn_dim, dropout, attention_dropout)
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
