@@ -73,12 +73,14 @@ class StampJump:
 
 
 class FrameBuffer:
-    """The last ``capacity`` frames in arrival order; numbers each frame it is given (``seq``)."""
+    """The last ``capacity`` frames in arrival order, and at most ``max_bytes`` of pixels (the
+    newest frame is always kept); numbers each frame it is given (``seq``)."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, max_bytes: int | None = None):
         if capacity < 1:
             raise ValueError("the frame buffer needs room for at least one frame")
         self._frames: collections.deque[Frame] = collections.deque(maxlen=capacity)
+        self.max_bytes = max_bytes
         self._next_seq = 1
         self._newest_stamp: int | None = None  # newest stamp of the current run of stamps
 
@@ -100,6 +102,11 @@ class FrameBuffer:
             self._newest_stamp = frame.stamp_ns if self._newest_stamp is None else max(self._newest_stamp,
                                                                                         frame.stamp_ns)
         self._frames.append(frame)
+        if self.max_bytes is not None:
+            # A frame count alone bounds nothing when frames are large: the oldest go first.
+            total = sum(f.rgb.nbytes for f in self._frames)
+            while total > self.max_bytes and len(self._frames) > 1:
+                total -= self._frames.popleft().rgb.nbytes
         return frame, jump
 
     def clear(self) -> None:

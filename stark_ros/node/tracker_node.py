@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -59,6 +59,7 @@ TRACKS_QUEUE_DEPTH = 10
 # 809 with a depth of 20). What the node cannot take on is answered busy.
 REQUEST_QUEUE_DEPTH = 1000
 LOG_THROTTLE_S = 5.0
+BYTES_PER_MB = 1 << 20
 WORKER_POLL_S = 0.05
 WORKER_STOP_TIMEOUT_S = 5.0
 LATENCY_WINDOW = 300
@@ -85,7 +86,10 @@ def _descriptor(description: str, read_only: bool = False, floating=None, intege
     return d
 
 
-_LOST_DEFAULTS = LostSettings()
+# Lost-target parameters: a negative threshold or 0 frames means "the model's own" (the thresholds
+# its score study wrote into its metadata; generic LostSettings() for a model without a study).
+FROM_MODEL_THRESHOLD = -1.0
+FROM_MODEL_FRAMES = 0
 # name -> (default, descriptor). config/tracker.yaml documents the same values.
 PARAMETERS = {
     "model": ("", _descriptor("Folder with template.onnx + track.onnx; empty = the default model installed "
@@ -111,25 +115,44 @@ PARAMETERS = {
     "request_timeout": (1.0, _descriptor("Seconds a request stamped after the newest frame waits for that frame.",
                                          floating=(0.0, 60.0))),
     "max_targets": (16, _descriptor("Targets tracked at once; more are rejected.", integer=(1, 256))),
-    "lost_threshold": (_LOST_DEFAULTS.lost_threshold,
-                       _descriptor("Score below which a frame counts as not confident.", floating=(0.0, 1.0))),
-    "lost_frames": (_LOST_DEFAULTS.lost_frames,
-                    _descriptor("Consecutive unconfident frames before a target is LOST.", integer=(1, 1000))),
-    "reacquire_threshold": (_LOST_DEFAULTS.reacquire_threshold,
-                            _descriptor("Score above which a LOST target is REACQUIRED.", floating=(0.0, 1.0))),
+    "lost_threshold": (FROM_MODEL_THRESHOLD,
+                       _descriptor("Score below which a frame counts as not confident; negative = the model's own "
+                                   "(from its score study).", floating=(FROM_MODEL_THRESHOLD, 1.0))),
+    "lost_frames": (FROM_MODEL_FRAMES,
+                    _descriptor("Consecutive unconfident frames before a target is LOST; 0 = the model's own.",
+                                integer=(FROM_MODEL_FRAMES, 1000))),
+    "reacquire_threshold": (FROM_MODEL_THRESHOLD,
+                            _descriptor("Score above which a LOST target counts towards REACQUIRED; negative = "
+                                        "the model's own.", floating=(FROM_MODEL_THRESHOLD, 1.0))),
+    "reacquire_frames": (FROM_MODEL_FRAMES,
+                         _descriptor("Consecutive confident frames before a LOST target is REACQUIRED; 0 = the "
+                                     "model's own.", integer=(FROM_MODEL_FRAMES, 1000))),
     "update_interval": (0, _descriptor("Frames between dynamic-template updates (0 = the model's default).",
                                        read_only=True, integer=(0, 100000))),
     "diagnostics_period": (1.0, _descriptor("Seconds between /diagnostics messages.", read_only=True,
                                             floating=(0.1, 60.0))),
     "max_pending_requests": (32, _descriptor("Target requests waiting for the worker at once; more are REJECTED "
                                              "'busy' at once.", read_only=True, integer=(1, 10000))),
+    "frame_buffer_max_mb": (512, _descriptor("Megabytes of decoded frames the buffer keeps at most (older frames "
+                                             "go first; the newest is always kept).", read_only=True,
+                                             integer=(1, 1 << 20))),
     "max_image_pixels": (DEFAULT_MAX_IMAGE_PIXELS,
                          _descriptor("Images with more pixels are skipped before decoding (checked from the "
                                      "header).", read_only=True, integer=(1, 1 << 30))),
     "publish_detections": (True, _descriptor("Also publish vision_msgs/Detection2DArray on `detections` (where "
                                              "vision_msgs is installed).", read_only=True)),
 }
-LOST_PARAMETERS = ("lost_threshold", "lost_frames", "reacquire_threshold")
+LOST_PARAMETERS = ("lost_threshold", "lost_frames", "reacquire_threshold", "reacquire_frames")
+
+
+def lost_overrides(values: dict) -> dict:
+    """The lost-target parameters that override the model's own (those not left at 'the model's')."""
+    return {k: v for k, v in values.items() if k in LOST_PARAMETERS
+            and not (v < 0 if isinstance(v, float) else v == FROM_MODEL_FRAMES)}
+
+
+def merged_lost_settings(model_settings: LostSettings, values: dict) -> LostSettings:
+    return replace(model_settings, **lost_overrides(values))
 
 
 @dataclass
@@ -232,12 +255,18 @@ class TrackerNode(LifecycleNode):
                                      intra_op_threads=self.p("intra_op_threads"),
                                      **({"trt_engine_cache_dir": self.p("trt_engine_cache_dir")}
                                         if self.p("trt_engine_cache_dir") else {}))
-            lost = LostSettings(**{k: self.p(k) for k in LOST_PARAMETERS})
+            overrides = lost_overrides({k: self.p(k) for k in LOST_PARAMETERS})
             interval = self.p("update_interval") or None
-            runtime = StarkRuntime(model_dir, options, lost, update_interval=interval)
+            runtime = StarkRuntime(model_dir, options, update_interval=interval)
+            # The model's own thresholds, with what the parameters override.
+            runtime.set_lost_settings(merged_lost_settings(runtime.lost_settings, overrides))
         except (ModelLoadError, ValueError) as exc:
             self._log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        origin = (f"the model's ({runtime.info.lost_source})" if runtime.info.lost is not None
+                  else "generic (the model has no score study)")
+        self._log.info(f"lost-target settings: {runtime.lost_settings}; {origin}"
+                       + (f", overridden by parameters {overrides}" if overrides else ""))
         self._converter = make_converter(max_pixels=self.p("max_image_pixels"))
         info = runtime.info
         self._log.info(
@@ -249,7 +278,7 @@ class TrackerNode(LifecycleNode):
             self._runtime = runtime
             self._targets.clear()
         with self._wake:
-            self._buffer = FrameBuffer(self.p("frame_buffer_size"))
+            self._buffer = FrameBuffer(self.p("frame_buffer_size"), self.p("frame_buffer_max_mb") * BYTES_PER_MB)
             self._queue = LatestFrameQueue(self.p("queue_size"))
             self._pending = PendingRequests(self.p("max_pending_requests"))
         self._create_outputs()
@@ -346,7 +375,7 @@ class TrackerNode(LifecycleNode):
             return SetParametersResult(successful=True)
         current = {k: self.p(k) for k in LOST_PARAMETERS}
         try:
-            settings = LostSettings(**{**current, **changes})
+            settings = merged_lost_settings(self._runtime.info.lost or LostSettings(), {**current, **changes})
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         with self._lock:

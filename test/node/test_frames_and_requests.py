@@ -94,6 +94,17 @@ def test_frames_after_follow_arrival_order():
     assert [f.stamp_ns for f in buf.frames_after(start.seq, last.seq)] == [T0 + PERIOD]
 
 
+def test_buffer_bytes_are_bounded_but_the_newest_frame_stays():
+    one = frame(T0).rgb.nbytes
+    buf = FrameBuffer(10, max_bytes=2 * one)
+    for i in range(5):
+        buf.append(frame(T0 + i * PERIOD))
+    assert len(buf) == 2 and buf.newest.stamp_ns == T0 + 4 * PERIOD
+    tiny = FrameBuffer(10, max_bytes=1)
+    tiny.append(frame(T0))
+    assert len(tiny) == 1
+
+
 def test_latest_frame_queue_is_bounded_and_counts_drops():
     q = LatestFrameQueue(2)
     assert q.push(frame(1)) == 0 and q.push(frame(2)) == 0
