@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from stark_ros.datasets import READERS, load_dataset, shared_dir
-from stark_ros.evaluation.report import curves, write_report
 from stark_ros.evaluation.matcher import StaticBox
+from stark_ros.evaluation.report import curves, write_report
 from stark_ros.evaluation.runner import OpenCVBaseline, run_dataset, score
 
 LOG = logging.getLogger("stark_ros.evaluate")

@@ -38,7 +38,6 @@ from torch.utils.data import Dataset
 from stark_ros.core.geometry import crop_around, xywh_to_xyxy
 from stark_ros.core.params import TrackerSettings
 from stark_ros.datasets import Sequence
-from stark_ros.model.config import BACKBONE_STRIDE
 from stark_ros.model.stark import feature_mask
 from stark_ros.training.config import Augmentation
 from stark_ros.training.data import PairDataset, pick_frames, valid_frames

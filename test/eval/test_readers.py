@@ -113,7 +113,7 @@ def test_target_centred_cuts_are_pasted_back_where_they_came_from(shared):
     assert frame.shape == (height, width, 3)
     cut = read_frame_rgb(seq.frames[i])
     stored = np.loadtxt(shared / "data" / "train" / "uav_car10" / "groundtruth.txt", delimiter=",")[i]
-    x, y, w, h = (int(round(v)) for v in seq.boxes[i])
-    sx, sy = (int(round(v)) for v in stored[:2])
+    x, y, w, h = (round(v) for v in seq.boxes[i])
+    sx, sy = (round(v) for v in stored[:2])
     if abs(seq.offsets[i, 2] - seq.canvas_scale) < 1e-6:  # same scale: pixel for pixel
         np.testing.assert_allclose(frame[y:y + h, x:x + w].mean(), cut[sy:sy + h, sx:sx + w].mean(), atol=3)

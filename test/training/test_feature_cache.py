@@ -14,8 +14,8 @@ from stark_ros.training.config import load_config
 from stark_ros.training.engine import Trainer, build_training_model
 from stark_ros.training.feature_cache import (
     ABSENT_VARIANT,
-    CacheSpec,
     CachedPairDataset,
+    CacheSpec,
     FeatureCache,
     augmentation_source,
     build_feature_cache,
