@@ -30,15 +30,17 @@ LOG = logging.getLogger("stark_ros.evaluate")
 DEFAULT_TRACKERS = ("runtime", "baseline", "static")
 
 
-def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True):
+def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True,
+                 size_update_rate: float | None = None):
     kind, _, arg = spec.partition(":")
     if kind == "runtime":
         from stark_ros.core.lost import NEVER_LOST
         from stark_ros.runtime import RuntimeTracker, StarkRuntime, resolve_model
 
         model = resolve_model(arg or None)
-        rt = StarkRuntime(model, update_interval=update_interval, lost=None if lost_logic else NEVER_LOST)
-        suffix = "" if lost_logic else "_nolost"
+        rt = StarkRuntime(model, update_interval=update_interval, lost=None if lost_logic else NEVER_LOST,
+                          size_update_rate=size_update_rate)
+        suffix = ("" if lost_logic else "_nolost") + (f"_size{size_update_rate:g}" if size_update_rate else "")
         return RuntimeTracker(rt), f"stark_{rt.info.variant.lower()}_onnx{suffix}", f"{model}"
     if kind == "reference":
         if not arg:
@@ -76,6 +78,9 @@ def main(argv=None) -> int:
     parser.add_argument("--update-interval", type=int, default=None, help="dynamic template update interval")
     parser.add_argument("--lost-logic", choices=["on", "off"], default="on",
                         help="runtime trackers: the lost-target logic (default on, as the node runs it)")
+    parser.add_argument("--size-update-rate", type=float, default=None,
+                        help="runtime trackers: share of the network's new box size taken per frame "
+                             "(default: the model's own)")
     parser.add_argument("--out", default="out/eval", help="results and report folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -93,7 +98,8 @@ def main(argv=None) -> int:
         return 2
     scores, curve_data = {}, {}
     for spec in args.tracker or DEFAULT_TRACKERS:
-        tracker, name, source = make_tracker(spec, args.update_interval, args.lost_logic == "on")
+        tracker, name, source = make_tracker(spec, args.update_interval, args.lost_logic == "on",
+                                             args.size_update_rate)
         print(f"{name}: {source}")
         results = run_dataset(tracker, name, sequences, Path(args.out) / "results", progress=not args.no_progress)
         scores[name] = score(results, sequences)

@@ -198,3 +198,15 @@ def normalize_patch(patch: np.ndarray, mean, std) -> np.ndarray:
     std = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
     img = (patch.astype(np.float32) / np.float32(255.0) - mean) / std
     return np.ascontiguousarray(img.transpose(2, 0, 1)[None])
+
+
+def damp_size(predicted, previous, rate: float) -> np.ndarray:
+    """``predicted`` (x, y, w, h) with its size moved only ``rate`` of the way from ``previous``'s
+    size, about the predicted centre (rate 1: the prediction as it is)."""
+    x, y, w, h = (float(v) for v in predicted)
+    if rate >= 1.0:
+        return np.array([x, y, w, h], dtype=np.float64)
+    pw, ph = float(previous[2]), float(previous[3])
+    nw, nh = pw + rate * (w - pw), ph + rate * (h - ph)
+    cx, cy = x + w / 2, y + h / 2
+    return np.array([cx - nw / 2, cy - nh / 2, nw, nh], dtype=np.float64)

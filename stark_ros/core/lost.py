@@ -3,9 +3,9 @@
 A target is LOST once its score stays below ``lost_threshold`` for ``lost_frames`` consecutive
 frames. While lost, the reported box is held at the last confident box and the search region
 grows step by step (capped) around it, so a target that moved while hidden can still be found.
-It is REACQUIRED once the score exceeds ``reacquire_threshold`` on ``reacquire_frames``
-consecutive frames; while such a streak builds up, the search follows the candidate, and the
-reported box stays where the target was last seen. Hysteresis in score (two thresholds) and in
+It is REACQUIRED once the score has exceeded ``reacquire_threshold`` on ``reacquire_frames``
+more frames than it fell below it since the streak began; while such a streak builds up, the
+search and the reported box stay where the target was last seen. Hysteresis in score (two thresholds) and in
 frames (both directions) keeps a flickering score from flapping LOST / REACQUIRED.
 
 The thresholds belong to a model's score: the exporter writes those its score study chose into the
@@ -92,11 +92,13 @@ class LostMonitor:
         self.candidate_box: np.ndarray | None = None
 
     def search_centre(self, current_box) -> np.ndarray:
-        """The box the next search crop is centred on: the current box while tracking; while lost,
-        the candidate of a reacquisition under way, else the last confident box."""
+        """The box the next search crop is centred on: the current box while tracking, the last
+        confident box while lost."""
         if self.state is not TargetState.LOST:
             return np.asarray(current_box, dtype=np.float64)
-        return self.candidate_box if self.candidate_box is not None else self.last_confident_box
+        # Not the candidate: a box found in the grown search region is coarse, and re-centring the
+        # next search on it made the score fall again on the default model (vot2014_car).
+        return self.last_confident_box
 
     @property
     def search_scale(self) -> float:
@@ -125,9 +127,12 @@ class LostMonitor:
                     self.candidate_box = None
                     self.last_confident_box = predicted_box.copy()
                     return predicted_box, TrackEventType.REACQUIRED
-            else:
-                self.reacquire_streak = 0
-                self.candidate_box = None
+            elif self.reacquire_streak > 0:
+                # One doubtful frame slows a reacquisition under way instead of restarting it: a
+                # target coming back into view scores high on most frames, not on every one.
+                self.reacquire_streak -= 1
+                if self.reacquire_streak == 0:
+                    self.candidate_box = None
             self.frames_since_confident += 1
             self.lost_for += 1
             return self.last_confident_box.copy(), None

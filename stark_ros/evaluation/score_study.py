@@ -5,8 +5,8 @@ Scores are collected on the validation videos of ``shared/data/train``
 put back into whole frames by :mod:`stark_ros.datasets.cuts`), with the lost logic off:
 - PRESENT: frames where the tracked box overlaps the ground truth (IoU >= 0.5);
 - ABSENT: frames of those videos where the target is really gone (NaN ground truth: hidden,
-  out of view), and frames of another video shown to the tracker after its initialisation (real
-  clutter, no target).
+  out of view), and frames of another video (its stored cuts, real imagery edge to edge) shown to
+  the tracker after its initialisation (real clutter, no target).
 Each score source the model can give is measured (the score head's sigmoid, the colour appearance
 of the tracked box) by ROC AUC and best balanced accuracy; the better one is chosen.
 ``lost_threshold`` is its best balanced-accuracy threshold; ``reacquire_threshold`` sits above, at
@@ -30,7 +30,7 @@ import numpy as np
 from stark_ros.core.geometry import iou_xywh
 from stark_ros.core.lost import NEVER_LOST
 from stark_ros.core.params import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD, SCORE_SOURCES
-from stark_ros.datasets import Sequence, shared_dir
+from stark_ros.datasets import Sequence, load_simple_sequence, shared_dir
 from stark_ros.datasets.cuts import load_cut_sequence
 from stark_ros.datasets.splits import TRAIN_VALIDATION
 from stark_ros.runtime import LostSettings, RuntimeOptions, StarkRuntime
@@ -98,8 +98,12 @@ def open_model(model_dir, score_source: str | None = None, options: RuntimeOptio
     return rt
 
 
-def collect_scores(rt: StarkRuntime, sequences: list[Sequence]):
-    """(present scores, absent scores, how many of the absent ones are hidden-target frames)."""
+def collect_scores(rt: StarkRuntime, sequences: list[Sequence], clutter: list[Sequence] | None = None):
+    """(present scores, absent scores, how many of the absent ones are hidden-target frames).
+    ``clutter``: the videos shown for target-free frames (default: ``sequences``); for cuts pasted
+    on a canvas, the stored cuts themselves, which are real imagery edge to edge (the canvas'
+    blank border would make absence trivially easy to tell)."""
+    clutter = clutter or sequences
     present, absent, hidden = [], [], 0
     for k, seq in enumerate(sequences):
         rt.clear()
@@ -112,7 +116,7 @@ def collect_scores(rt: StarkRuntime, sequences: list[Sequence]):
             elif iou_xywh(r.box, seq.boxes[i]) >= FOUND_IOU:
                 present.append(r.score)
         # The same template, now in another video: whatever the tracker finds there is not the target.
-        other = sequences[(k + 1) % len(sequences)]
+        other = clutter[(k + 1) % len(clutter)]
         rt.clear()
         rt.add_target(seq.frame(0), seq.boxes[0], "t")
         for i in range(min(ABSENT_FRAMES, len(other))):
@@ -144,8 +148,8 @@ def choose_thresholds(present: np.ndarray, absent: np.ndarray) -> tuple[float, f
     return round(lost, 2), round(min(reacquire, 0.99), 2), float(accuracy[best])
 
 
-def study_source(model_dir, source: str, sequences: list[Sequence]) -> SourceStudy:
-    present, absent, hidden = collect_scores(open_model(model_dir, source), sequences)
+def study_source(model_dir, source: str, sequences: list[Sequence], clutter=None) -> SourceStudy:
+    present, absent, hidden = collect_scores(open_model(model_dir, source), sequences, clutter)
     lost, reacquire, acc = choose_thresholds(present, absent)
     return SourceStudy(source, present.tolist(), absent.tolist(), hidden, roc_auc(present, absent), acc, lost,
                        reacquire)
@@ -182,10 +186,10 @@ def validation_sequences(names=TRAIN_VALIDATION) -> list[Sequence]:
     return [load_cut_sequence(root / name) for name in names]
 
 
-def run(model_dir, sequences: list[Sequence], out_dir, sources=SCORE_SOURCES) -> ScoreStudy:
+def run(model_dir, sequences: list[Sequence], out_dir, sources=SCORE_SOURCES, clutter=None) -> ScoreStudy:
     study = ScoreStudy(sequences=[s.name for s in sequences])
     for source in sources:
-        study.sources[source] = study_source(model_dir, source, sequences)
+        study.sources[source] = study_source(model_dir, source, sequences, clutter)
     study.chosen = max(study.sources.values(), key=lambda s: s.roc_auc).score_source
     out_dir = Path(out_dir)
     plot(study, out_dir / "score_histograms.png")
@@ -204,7 +208,9 @@ def main(argv=None) -> int:
     parser.add_argument("--apply", action="store_true",
                         help="write the chosen score source and thresholds into the model's metadata")
     args = parser.parse_args(argv)
-    study = run(args.model, validation_sequences(args.sequences), args.out, args.sources)
+    root = shared_dir() / "data" / "train"
+    clutter = [load_simple_sequence(root / name) for name in args.sequences]
+    study = run(args.model, validation_sequences(args.sequences), args.out, args.sources, clutter)
     print(json.dumps({k: v for k, v in study.summary().items() if k != "by_source"}, indent=2))
     for s in study.sources.values():
         print(f"{s.score_source}: ROC AUC {s.roc_auc:.3f}, balanced accuracy {s.balanced_accuracy:.3f} "

@@ -28,6 +28,11 @@ class ModelConfig:
     # Dropout on the attention weights; None: ``dropout`` (official). The (tokens x tokens) maps
     # make it the costliest op of a CPU training step, so the CPU recipes turn it off.
     attention_dropout: float | None = None
+    # An untrained matching prior for the corner head (STARK-Lite): per search token, its best
+    # cosine similarity to the initial template's target tokens (the central half of the template
+    # crop), as one more input channel. A transformer learned from few videos localises objects it
+    # has seen; this similarity map carries over to objects it has not. Official STARK: off.
+    similarity_prior: bool = False
     num_queries: int = 1
     # Channels of the first corner-head conv; each later conv halves it (256 -> 128 -> 64 -> 32).
     head_channels: int = 256

@@ -39,7 +39,8 @@ class StarkModel(nn.Module):
                                        config.dec_layers, config.ffn_dim, config.dropout,
                                        attention_dropout=config.attention_dropout)
         self.query_embed = nn.Embedding(config.num_queries, config.hidden_dim)
-        self.box_head = CornerHead(config.hidden_dim, config.head_channels, config.search_feat_size,
+        prior_channels = 1 if config.similarity_prior else 0
+        self.box_head = CornerHead(config.hidden_dim + prior_channels, config.head_channels, config.search_feat_size,
                                    BACKBONE_STRIDE)
         self.score_head = ScoreHead(config.hidden_dim, config.score_head_layers) if config.score_head else None
 
@@ -70,10 +71,23 @@ class StarkModel(nn.Module):
         pos = torch.cat([p["pos"] for p in parts], dim=0)
         hs, memory = self.transformer(feat, mask, pos, self.query_embed.weight)
         num_search = search_dict["feat"].shape[0]
-        return {"pred_boxes": self._box_from_tokens(hs, memory[-num_search:]),
+        prior = self._similarity_prior(template_dicts[0], search_dict) if self.config.similarity_prior else None
+        return {"pred_boxes": self._box_from_tokens(hs, memory[-num_search:], prior),
                 "pred_logits": self.score_head(hs).transpose(0, 1) if self.score_head is not None else None}
 
-    def _box_from_tokens(self, hs: torch.Tensor, search_memory: torch.Tensor) -> torch.Tensor:
+    def _similarity_prior(self, template: dict, search: dict) -> torch.Tensor:
+        """(B, HW) best cosine similarity of each search token to the template's target tokens
+        (tokens before the transformer; the target fills the central half of the template crop)."""
+        size = self.config.template_feat_size
+        lo, hi = size // 4, size - size // 4
+        t = template["feat"].permute(1, 0, 2)                          # (B, hw, C)
+        t = t.reshape(t.shape[0], size, size, t.shape[-1])[:, lo:hi, lo:hi].reshape(t.shape[0], -1, t.shape[-1])
+        s = search["feat"].permute(1, 0, 2)                            # (B, HW, C)
+        sim = torch.matmul(F.normalize(s, dim=-1), F.normalize(t, dim=-1).transpose(1, 2))
+        return sim.amax(dim=-1)
+
+    def _box_from_tokens(self, hs: torch.Tensor, search_memory: torch.Tensor,
+                         prior: torch.Tensor | None = None) -> torch.Tensor:
         # Weight every search token by its similarity to each query's decoder output, then read the
         # weighted token map as an image for the corner head.
         enc = search_memory.permute(1, 0, 2)                          # (B, HW, C)
@@ -83,6 +97,9 @@ class StarkModel(nn.Module):
         batch, _, channels, queries = weighted.shape
         size = self.config.search_feat_size
         maps = weighted.permute(0, 3, 2, 1).reshape(batch * queries, channels, size, size)
+        if prior is not None:
+            prior_maps = prior.reshape(batch, 1, 1, size, size).repeat(1, queries, 1, 1, 1)
+            maps = torch.cat([maps, prior_maps.reshape(batch * queries, 1, size, size)], dim=1)
         boxes = box_xyxy_to_cxcywh(self.box_head(maps))
         return boxes.reshape(batch, queries, 4)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from stark_ros.core import model_metadata as md
 from stark_ros.core.appearance import AppearanceModel
-from stark_ros.core.geometry import clip_box, crop_around, map_box_back, normalize_patch, validate_box
+from stark_ros.core.geometry import clip_box, crop_around, damp_size, map_box_back, normalize_patch, validate_box
 from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
 from stark_ros.core.params import SCORE_FROM_APPEARANCE, TrackerSettings
 from stark_ros.runtime.session import GraphSession, ModelLoadError, RuntimeOptions, report_providers
@@ -67,7 +67,7 @@ class StarkRuntime:
 
     def __init__(self, model_dir, options: RuntimeOptions | None = None, lost: LostSettings | None = None,
                  update_interval: int | None = None, update_threshold: float | None = None,
-                 score_source: str | None = None):
+                 score_source: str | None = None, size_update_rate: float | None = None):
         self.options = options or RuntimeOptions()
         model_dir = resolve_model_dir(model_dir)
         self.model_dir = model_dir
@@ -83,6 +83,8 @@ class StarkRuntime:
             settings = replace(settings, update_interval=int(update_interval))
         if update_threshold is not None:
             settings = replace(settings, update_threshold=float(update_threshold))
+        if size_update_rate is not None:
+            settings = replace(settings, size_update_rate=float(size_update_rate))
         if score_source is not None:
             # Another score than the export's (the score study compares them on one model).
             settings = replace(settings, score_source=score_source)
@@ -205,7 +207,8 @@ class StarkRuntime:
         results, refresh = [], []
         for i, t in enumerate(targets):
             t.frame_id += 1
-            predicted = clip_box(map_box_back(boxes[i], centres[i], factors[i], s.search_size),
+            predicted = clip_box(damp_size(map_box_back(boxes[i], centres[i], factors[i], s.search_size),
+                                           centres[i], s.size_update_rate),
                                  height, width, s.clip_margin)
             if t.appearance is not None:
                 score = t.appearance.similarity(frame, predicted)

@@ -47,17 +47,17 @@ def test_reacquire_needs_the_higher_threshold_and_search_grows_capped():
     assert m.search_scale == 1.0 and m.frames_since_confident == 0
 
 
-def test_reacquire_needs_consecutive_confident_frames_and_searches_around_the_candidate():
+def test_reacquire_needs_confident_frames_and_a_dip_slows_it():
     m = LostMonitor(LostSettings(lost_threshold=0.3, lost_frames=2, reacquire_threshold=0.6, reacquire_frames=3), BOX)
     feed(m, [0.1, 0.1])
     assert m.state is TargetState.LOST
-    # One confident frame, then a dip: the streak starts again, nothing is announced.
+    # One confident frame, then a dip: the streak falls back, nothing is announced.
     for score in (0.9, 0.1, 0.9, 0.9):
         box, event = m.update(score, BOX + 50)
         assert event is None and m.state is TargetState.LOST
         np.testing.assert_array_equal(box, BOX)  # still reported where it was last seen
-    # The next search is centred on the candidate, not on the last confident box.
-    np.testing.assert_array_equal(m.search_centre(BOX + 7), BOX + 50)
+    # The next search stays around the last confident box.
+    np.testing.assert_array_equal(m.search_centre(BOX + 7), BOX)
     box, event = m.update(0.9, BOX + 51)
     assert event is TrackEventType.REACQUIRED and m.state is TargetState.TRACKING
     np.testing.assert_array_equal(box, BOX + 51)
