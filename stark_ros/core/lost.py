@@ -5,8 +5,8 @@ frames. While lost, the reported box is held at the last confident box and the s
 grows step by step (capped) around it, so a target that moved while hidden can still be found.
 It is REACQUIRED once the score has exceeded ``reacquire_threshold`` on ``reacquire_frames``
 more frames than it fell below it since the streak began; while such a streak builds up, the
-search and the reported box stay where the target was last seen. Hysteresis in score (two thresholds) and in
-frames (both directions) keeps a flickering score from flapping LOST / REACQUIRED.
+search and the reported box stay where the target was last seen. Hysteresis in score (two
+thresholds) and in frames (both directions) keeps a flickering score from flapping LOST / REACQUIRED.
 
 The thresholds belong to a model's score: the exporter writes those its score study chose into the
 model's metadata (:data:`stark_ros.core.model_metadata.KEY_LOST_SETTINGS`), and the runtime takes
@@ -87,17 +87,16 @@ class LostMonitor:
         self.frames_since_confident = 0
         self.lost_for = 0
         self.last_confident_box = np.asarray(box, dtype=np.float64).copy()
-        # While LOST: consecutive frames above the reacquire threshold, and where they point.
+        # While LOST: confident frames beyond doubtful ones since a reacquisition began.
         self.reacquire_streak = 0
-        self.candidate_box: np.ndarray | None = None
 
     def search_centre(self, current_box) -> np.ndarray:
         """The box the next search crop is centred on: the current box while tracking, the last
         confident box while lost."""
         if self.state is not TargetState.LOST:
             return np.asarray(current_box, dtype=np.float64)
-        # Not the candidate: a box found in the grown search region is coarse, and re-centring the
-        # next search on it made the score fall again on the default model (vot2014_car).
+        # Not a box found while lost: one found in the grown search region is coarse, and re-centring
+        # the next search on it made the score fall again on the default model (vot2014_car).
         return self.last_confident_box
 
     @property
@@ -118,21 +117,17 @@ class LostMonitor:
         if self.state is TargetState.LOST:
             if score > s.reacquire_threshold:
                 self.reacquire_streak += 1
-                self.candidate_box = predicted_box.copy()
                 if self.reacquire_streak >= s.reacquire_frames:
                     self.state = TargetState.TRACKING
                     self.frames_since_confident = 0
                     self.lost_for = 0
                     self.reacquire_streak = 0
-                    self.candidate_box = None
                     self.last_confident_box = predicted_box.copy()
                     return predicted_box, TrackEventType.REACQUIRED
             elif self.reacquire_streak > 0:
                 # One doubtful frame slows a reacquisition under way instead of restarting it: a
                 # target coming back into view scores high on most frames, not on every one.
                 self.reacquire_streak -= 1
-                if self.reacquire_streak == 0:
-                    self.candidate_box = None
             self.frames_since_confident += 1
             self.lost_for += 1
             return self.last_confident_box.copy(), None

@@ -15,12 +15,21 @@ from stark_ros.core.lost import LostSettings
 from stark_ros.core.params import TrackerSettings
 
 
+def replace_metadata(proto, values: dict) -> None:
+    """Make ``values`` (str -> str) the whole of an ONNX model's ``metadata_props``."""
+    del proto.metadata_props[:]
+    for key, value in values.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
 def write_lost_settings(model_dir, lost: LostSettings, source: str, score_source: str | None = None,
                         **tracker_changes) -> list[Path]:
     """Set (or replace) :data:`md.KEY_LOST_SETTINGS` in ``template.onnx`` and ``track.onnx``, and
     with ``score_source`` (and any other ``TrackerSettings`` field given) the tracker settings there."""
     import onnx
 
+    if score_source is not None:
+        tracker_changes["score_source"] = score_source
     written = []
     for name in (md.TEMPLATE_FILE, md.TRACK_FILE):
         path = Path(model_dir) / name
@@ -28,14 +37,10 @@ def write_lost_settings(model_dir, lost: LostSettings, source: str, score_source
         values = {p.key: p.value for p in proto.metadata_props}
         values[md.KEY_LOST_SETTINGS] = json.dumps(lost.to_dict())
         values[md.KEY_LOST_SETTINGS_SOURCE] = source
-        if score_source is not None:
-            tracker_changes["score_source"] = score_source
         if tracker_changes:
             settings = TrackerSettings.from_dict(json.loads(values[md.KEY_SETTINGS]))
             values[md.KEY_SETTINGS] = json.dumps(replace(settings, **tracker_changes).to_dict())
-        del proto.metadata_props[:]
-        for key, value in values.items():
-            proto.metadata_props.add(key=key, value=value)
+        replace_metadata(proto, values)
         onnx.save(proto, str(path))
         written.append(path)
     return written

@@ -25,6 +25,7 @@ from torch import nn
 
 import stark_ros
 from stark_ros.core import model_metadata as md
+from stark_ros.export.metadata import replace_metadata
 from stark_ros.model import StarkModel, load_checkpoint
 from stark_ros.model.checkpoint import file_sha256
 
@@ -79,9 +80,7 @@ def _attach_metadata(path: Path, graph: str, model: StarkModel, source_sha256: s
         md.KEY_EXPORTER_VERSION: stark_ros.__version__,
         md.KEY_SOURCE_SHA256: source_sha256,
     }
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
+    replace_metadata(proto, meta)
     proto.doc_string = f"STARK-{model.config.variant} {graph} graph, exported by stark_ros {stark_ros.__version__}"
     onnx.checker.check_model(proto, full_check=True)
     _assert_no_bool_tensors(proto, path)

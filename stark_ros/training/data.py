@@ -89,7 +89,28 @@ class _Photometric:
     blur_sigma: float
 
 
-class PairDataset(Dataset):
+class EpochSampledDataset(Dataset):
+    """``samples_per_epoch`` samples, sample ``index`` of epoch ``e`` drawn from its own generator
+    seeded by (seed, e, index): the same sample in any worker, rank or resumed run."""
+
+    def __init__(self, samples_per_epoch: int, seed: int):
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def sample_rng(self, index: int) -> np.random.Generator:
+        if not 0 <= index < self.samples_per_epoch:
+            raise IndexError(f"sample {index} outside this epoch's {self.samples_per_epoch}")
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+
+class PairDataset(EpochSampledDataset):
     """``sources``: one list of sequences per data source; ``source_weights``: their sampling ratios
     (official: a source is drawn by ratio, then a sequence uniformly within it)."""
 
@@ -115,23 +136,15 @@ class PairDataset(Dataset):
                 weights.append(float(weight))
         if not self.sequences:
             raise ValueError("no training sequence has an annotated frame")
+        super().__init__(samples_per_epoch, seed)
         p = np.asarray(weights, dtype=np.float64)
         self.source_prob = p / p.sum()
         self.settings = settings
-        self.samples_per_epoch = int(samples_per_epoch)
         self.max_gap = int(max_gap)
         self.aug = aug
         self.num_templates = int(num_templates)
         self.negative_prob = float(negative_prob)
         self.negative_same_frame_prob = float(negative_same_frame_prob)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.samples_per_epoch
 
     # ---------------------------------------------------------------------------- sampling
     def _pick_sequence(self, rng) -> int:
@@ -206,9 +219,7 @@ class PairDataset(Dataset):
         return None
 
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.samples_per_epoch:
-            raise IndexError(f"sample {index} outside this epoch's {self.samples_per_epoch}")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.sample_rng(index)
         s, a = self.settings, self.aug
         si = self._pick_sequence(rng)
         seq = self.sequences[si]
@@ -247,12 +258,12 @@ class PairDataset(Dataset):
 
 
 def collate(samples: list[dict]) -> dict:
-    n_templates = len(samples[0]["template_images"])
-    return {
-        "template_images": [torch.stack([s["template_images"][t] for s in samples]) for t in range(n_templates)],
-        "template_masks": [torch.stack([s["template_masks"][t] for s in samples]) for t in range(n_templates)],
-        "search_image": torch.stack([s["search_image"] for s in samples]),
-        "search_mask": torch.stack([s["search_mask"] for s in samples]),
-        "box_xyxy": torch.stack([s["box_xyxy"] for s in samples]),
-        "label": torch.stack([s["label"] for s in samples]),
-    }
+    """Samples -> one batch: each tensor stacked over the samples, each list of tensors (the
+    templates, crops or cached features) stacked position by position."""
+    batch = {}
+    for key, first in samples[0].items():
+        if isinstance(first, list):
+            batch[key] = [torch.stack([s[key][t] for s in samples]) for t in range(len(first))]
+        else:
+            batch[key] = torch.stack([s[key] for s in samples])
+    return batch

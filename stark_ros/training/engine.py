@@ -40,7 +40,6 @@ from stark_ros.training.feature_cache import (
     CacheSpec,
     FeatureCache,
     build_feature_cache,
-    collate_features,
 )
 from stark_ros.training.losses import box_losses, cxcywh_to_xyxy, giou_and_iou, score_losses
 from stark_ros.training.sources import load_source
@@ -226,14 +225,6 @@ def build_datasets(cfg: TrainConfig, model: StarkModel):
     return train, val
 
 
-def build_dataset(cfg: TrainConfig, model: StarkModel):
-    return build_datasets(cfg, model)[0]
-
-
-def collate_for(dataset):
-    return collate_features if isinstance(dataset, CachedPairDataset) else collate
-
-
 def forward_batch(net, batch: dict) -> dict:
     """The model on a collated batch of crops or of cached backbone features."""
     if "search_feat" in batch:
@@ -263,7 +254,7 @@ def evaluate_pairs(model: StarkModel, dataset: PairDataset, indices, batch_size:
     ious, correct = [], []
     indices = list(indices)
     for start in range(0, len(indices), batch_size):
-        batch = collate_for(dataset)([dataset[i] for i in indices[start:start + batch_size]])
+        batch = collate([dataset[i] for i in indices[start:start + batch_size]])
         out = forward_batch(model, batch)
         positive = batch["label"] > 0
         _, iou = giou_and_iou(cxcywh_to_xyxy(out["pred_boxes"][:, 0]), batch["box_xyxy"])
@@ -425,7 +416,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.cfg.seed + self.epoch)
         return DataLoader(Subset(self.dataset, self._epoch_indices(self.step_in_epoch)),
                           batch_size=self.cfg.batch_size, shuffle=False, num_workers=workers,
-                          collate_fn=collate_for(self.dataset),
+                          collate_fn=collate,
                           generator=generator, pin_memory=self.device.type == "cuda",
                           prefetch_factor=2 if workers else None)
 

@@ -33,14 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from stark_ros.core.geometry import crop_around, xywh_to_xyxy
 from stark_ros.core.params import TrackerSettings
 from stark_ros.datasets import Sequence
 from stark_ros.model.stark import feature_mask
 from stark_ros.training.config import Augmentation
-from stark_ros.training.data import PairDataset, pick_frames, valid_frames
+from stark_ros.training.data import EpochSampledDataset, PairDataset, pick_frames, valid_frames
 
 LOG = logging.getLogger("stark_ros.training")
 CACHE_FORMAT = 2
@@ -246,7 +245,7 @@ class FeatureCache:
         return a["feat"][row].float(), a["mask"][row].float(), a["box"][row]
 
 
-class CachedPairDataset(Dataset):
+class CachedPairDataset(EpochSampledDataset):
     """Training pairs from a :class:`FeatureCache`: the sampling of :class:`PairDataset` (a sequence
     uniformly, a search frame, templates within ``max_gap``), a pure function of (seed, epoch, index).
     Stage 2 negatives (``negative_prob``): the search crop of another sequence, or, with probability
@@ -264,27 +263,17 @@ class CachedPairDataset(Dataset):
         self.seq_ids = [si for si in self.seq_ids if len(self.frames[si])]
         if not self.seq_ids:
             raise ValueError("no cached sequence has an annotated frame")
-        self.samples_per_epoch = int(samples_per_epoch)
+        super().__init__(samples_per_epoch, seed)
         self.max_gap = int(max_gap)
         self.num_templates = int(num_templates)
         self.negative_prob = float(negative_prob)
         self.negative_absent_prob = float(negative_absent_prob)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.samples_per_epoch
 
     def _variant(self, rng, kind: str, flip: int) -> int:
         return flip + FLIP_PARITIES * int(rng.integers(self.cache.variants[kind] // FLIP_PARITIES))
 
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.samples_per_epoch:
-            raise IndexError(f"sample {index} outside this epoch's {self.samples_per_epoch}")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.sample_rng(index)
         si = self.seq_ids[int(rng.integers(len(self.seq_ids)))]
         template_frames, search_frame = pick_frames(rng, self.frames[si], self.max_gap, self.num_templates)
         flip = int(rng.integers(FLIP_PARITIES))
@@ -312,15 +301,3 @@ class CachedPairDataset(Dataset):
         return {"template_feats": feats, "template_masks": masks, "search_feat": feat, "search_mask": mask,
                 "box_xyxy": torch.from_numpy(np.nan_to_num(box, nan=0.0)),
                 "label": torch.tensor(0.0 if negative else 1.0)}
-
-
-def collate_features(samples: list[dict]) -> dict:
-    n_templates = len(samples[0]["template_feats"])
-    return {
-        "template_feats": [torch.stack([s["template_feats"][t] for s in samples]) for t in range(n_templates)],
-        "template_masks": [torch.stack([s["template_masks"][t] for s in samples]) for t in range(n_templates)],
-        "search_feat": torch.stack([s["search_feat"] for s in samples]),
-        "search_mask": torch.stack([s["search_mask"] for s in samples]),
-        "box_xyxy": torch.stack([s["box_xyxy"] for s in samples]),
-        "label": torch.stack([s["label"] for s in samples]),
-    }
