@@ -22,6 +22,8 @@ from enum import Enum
 import cv2
 import numpy as np
 
+from stark_ros.core.boxes import xywh_to_xyxy
+
 # Padding value of the crop outside the frame (black, as the official tracker pads).
 CROP_PAD_VALUE = 0
 
@@ -42,29 +44,6 @@ class InvalidBoxError(ValueError):
         self.problem = problem
         self.box = box
         super().__init__(f"{problem.value}: {box!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Box conversions (work on the last axis, any leading shape)
-# ----------------------------------------------------------------------------------------------
-def xywh_to_xyxy(box) -> np.ndarray:
-    b = np.asarray(box, dtype=np.float64)
-    return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:4]], axis=-1)
-
-
-def xyxy_to_xywh(box) -> np.ndarray:
-    b = np.asarray(box, dtype=np.float64)
-    return np.concatenate([b[..., :2], b[..., 2:4] - b[..., :2]], axis=-1)
-
-
-def xywh_to_cxcywh(box) -> np.ndarray:
-    b = np.asarray(box, dtype=np.float64)
-    return np.concatenate([b[..., :2] + 0.5 * b[..., 2:4], b[..., 2:4]], axis=-1)
-
-
-def cxcywh_to_xywh(box) -> np.ndarray:
-    b = np.asarray(box, dtype=np.float64)
-    return np.concatenate([b[..., :2] - 0.5 * b[..., 2:4], b[..., 2:4]], axis=-1)
 
 
 def iou_xywh(a, b) -> np.ndarray:

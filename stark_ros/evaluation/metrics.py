@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from stark_ros.core.boxes import centres
 from stark_ros.core.geometry import iou_xywh
 
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
@@ -49,9 +50,7 @@ def _valid(pred, gt):
 
 
 def centre_errors(pred, gt) -> np.ndarray:
-    pc = pred[:, :2] + pred[:, 2:] / 2
-    gc = gt[:, :2] + gt[:, 2:] / 2
-    return np.linalg.norm(pc - gc, axis=1)
+    return np.linalg.norm(centres(pred) - centres(gt), axis=1)
 
 
 def success_curve(ious: np.ndarray) -> np.ndarray:
@@ -74,7 +73,7 @@ def sequence_metrics(pred, gt) -> SequenceMetrics:
         raise ValueError("no frame has a ground-truth box")
     ious = iou_xywh(pred, gt)
     err = centre_errors(pred, gt)
-    norm = np.linalg.norm((pred[:, :2] + pred[:, 2:] / 2 - gt[:, :2] - gt[:, 2:] / 2) / gt[:, 2:], axis=1)
+    norm = np.linalg.norm((centres(pred) - centres(gt)) / gt[:, 2:], axis=1)
     return SequenceMetrics(
         frames=len(gt),
         success_auc=float(success_curve(ious).mean()),

@@ -13,14 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from stark_ros.model.backbone import build_backbone
+from stark_ros.model.boxes import xyxy_to_cxcywh
 from stark_ros.model.config import BACKBONE_STRIDE, ModelConfig
 from stark_ros.model.heads import CornerHead, ScoreHead
 from stark_ros.model.transformer import Transformer, sine_position_encoding
-
-
-def box_xyxy_to_cxcywh(box: torch.Tensor) -> torch.Tensor:
-    x1, y1, x2, y2 = box.unbind(-1)
-    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
 
 
 def feature_mask(mask: torch.Tensor, size) -> torch.Tensor:
@@ -100,7 +96,7 @@ class StarkModel(nn.Module):
         if prior is not None:
             prior_maps = prior.reshape(batch, 1, 1, size, size).repeat(1, queries, 1, 1, 1)
             maps = torch.cat([maps, prior_maps.reshape(batch * queries, 1, size, size)], dim=1)
-        boxes = box_xyxy_to_cxcywh(self.box_head(maps))
+        boxes = xyxy_to_cxcywh(self.box_head(maps))
         return boxes.reshape(batch, queries, 4)
 
     def forward(self, template_imgs, template_masks, search_img, search_mask, from_features: bool = False) -> dict:

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stark_ros.core.geometry import crop_around, normalize_patch, xywh_to_xyxy
+from stark_ros.core.boxes import centres, cxcywh_to_xywh, xywh_to_xyxy
+from stark_ros.core.geometry import crop_around, normalize_patch
 from stark_ros.core.params import TrackerSettings
 from stark_ros.datasets import Sequence
 from stark_ros.training.config import Augmentation
@@ -49,11 +50,11 @@ def valid_frames(seq: Sequence) -> np.ndarray:
 def jitter_box(rng: np.random.Generator, box, center_jitter: float, scale_jitter: float) -> np.ndarray:
     """Official STARK jitter: size x exp(N(0, scale_jitter)) per side, centre moved uniformly by up
     to +-0.5 x center_jitter x sqrt(jittered area)."""
-    x, y, w, h = (float(v) for v in box)
-    size = np.array([w, h]) * np.exp(rng.standard_normal(2) * scale_jitter)
+    box = np.asarray(box, dtype=np.float64)
+    size = box[2:4] * np.exp(rng.standard_normal(2) * scale_jitter)
     max_offset = math.sqrt(size[0] * size[1]) * center_jitter
-    centre = np.array([x + w / 2, y + h / 2]) + max_offset * (rng.random(2) - 0.5)
-    return np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, size[0], size[1]])
+    centre = centres(box) + max_offset * (rng.random(2) - 0.5)
+    return cxcywh_to_xywh(np.concatenate([centre, size]))
 
 
 def visible_fraction(box_in_crop: np.ndarray, size: int) -> float:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Subset
 
 from stark_ros.model import ModelConfig, StarkModel, build_model, get_preset, load_checkpoint, save_checkpoint
 from stark_ros.model.backbone import EfficientNetLite0Stride16, load_lite0_imagenet_weights
+from stark_ros.model.boxes import cxcywh_to_xyxy
 from stark_ros.training.config import TrainConfig, config_to_dict
 from stark_ros.training.data import PairDataset, collate
 from stark_ros.training.feature_cache import META as CACHE_META
@@ -41,7 +42,7 @@ from stark_ros.training.feature_cache import (
     FeatureCache,
     build_feature_cache,
 )
-from stark_ros.training.losses import box_losses, cxcywh_to_xyxy, giou_and_iou, score_losses
+from stark_ros.training.losses import box_losses, giou_and_iou, score_losses
 from stark_ros.training.sources import load_source
 
 LOG = logging.getLogger("stark_ros.training")

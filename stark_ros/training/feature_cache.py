@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stark_ros.core.geometry import crop_around, xywh_to_xyxy
+from stark_ros.core.boxes import cxcywh_to_xywh, xywh_to_xyxy
+from stark_ros.core.geometry import crop_around
 from stark_ros.core.params import TrackerSettings
 from stark_ros.datasets import Sequence
 from stark_ros.model.stark import feature_mask
@@ -170,8 +171,7 @@ def frame_crops(aug_source: PairDataset, spec: CacheSpec, si: int, seq: Sequence
     if near_box is not None:
         h, w = frame.shape[:2]
         bw, bh = float(near_box[2]), float(near_box[3])
-        crop = crop_around(frame, np.array([w / 2 - bw / 2, h / 2 - bh / 2, bw, bh]), s.search_factor,
-                           s.search_size)
+        crop = crop_around(frame, cxcywh_to_xywh((w / 2, h / 2, bw, bh)), s.search_factor, s.search_size)
         t = aug_source.draw_photometric(rng, False, bool(rng.random() < aug.flip_prob))
         img, mask, _ = aug_source.finish(crop, np.zeros(4), s.search_size, t)
         yield "search", img, mask, np.full(4, np.nan, np.float32), (si, fi, ABSENT_VARIANT)

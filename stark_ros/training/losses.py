@@ -5,13 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stark_ros.model.boxes import cxcywh_to_xyxy
+
 # Keeps the divisions finite for degenerate (zero-area) boxes early in training.
 GIOU_EPS = 1e-7
-
-
-def cxcywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:
-    cx, cy, w, h = b.unbind(-1)
-    return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
 
 
 def giou_and_iou(pred_xyxy: torch.Tensor, gt_xyxy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,20 +12,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from stark_ros.core.boxes import centres, cxcywh_to_xywh, xywh_to_cxcywh, xywh_to_xyxy, xyxy_to_xywh
 from stark_ros.core.geometry import (
     BoxProblem,
     InvalidBoxError,
     clip_box,
     crop_around,
     crop_side,
-    cxcywh_to_xywh,
     iou_xywh,
     map_box_back,
     normalize_patch,
     validate_box,
-    xywh_to_cxcywh,
-    xywh_to_xyxy,
-    xyxy_to_xywh,
 )
 from stark_ros.core.params import DEFAULT_CLIP_MARGIN, IMAGENET_MEAN, IMAGENET_STD
 
@@ -69,6 +66,8 @@ def test_box_conversions_round_trip(box):
     np.testing.assert_allclose(cxcywh_to_xywh(xywh_to_cxcywh(box)), box, atol=1e-9, rtol=1e-12)
     x1, y1, x2, y2 = xywh_to_xyxy(box)
     assert x2 >= x1 and y2 >= y1
+    # The centre lies halfway between the corners, whichever layout it is read from.
+    np.testing.assert_allclose(centres(box), ((x1 + x2) / 2, (y1 + y2) / 2), atol=1e-9, rtol=1e-12)
 
 
 @PROPERTY_SETTINGS
