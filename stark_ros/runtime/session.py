@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,6 @@ class RuntimeOptions:
     intra_op_threads: int = 0
     graph_optimization: str = "all"
     warmup: bool = True
-    extra_session_config: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
@@ -83,8 +82,6 @@ class GraphSession:
         so.graph_optimization_level = GRAPH_OPTIMIZATION[options.graph_optimization]
         so.intra_op_num_threads = options.intra_op_threads
         so.log_severity_level = 3  # ORT's own warnings about provider fallbacks are reported by us, once
-        for key, value in options.extra_session_config.items():
-            so.add_session_config_entry(key, str(value))
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=_provider_list(options))
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
