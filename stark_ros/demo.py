@@ -16,16 +16,19 @@ import math
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from stark_ros.client.harness import TrackerClient, paced
+from stark_ros.client.process import NodeProcessError, TrackerNodeProcess, use_private_domain
+from stark_ros.core.stamps import stamp_ns
 from stark_ros.datasets import MissingSharedDataError, load_simple_sequence, shared_dir
 from stark_ros.evaluation.metrics import sequence_metrics
-from stark_ros.node.process import NodeProcessError, TrackerNodeProcess, use_private_domain
+from stark_ros.interface import DEFAULT_ENCODING, msg_to_box
+from stark_ros.msg import TrackEvent
 from stark_ros.runtime import ModelLoadError, default_model_dir
 
 # A rigid, distinct target on which the default model tracks well (its card: AUC 0.76 here); the
@@ -38,6 +41,8 @@ PICTURE_FRAMES = 4
 DRAIN_TIMEOUT_S = 10.0
 TRACK_COLOUR = (0, 220, 0)
 TRUTH_COLOUR = (255, 210, 0)
+EVENT_NAMES = {TrackEvent.INITIALIZED: "INITIALIZED", TrackEvent.LOST: "LOST", TrackEvent.REACQUIRED: "REACQUIRED",
+               TrackEvent.CANCELLED: "CANCELLED", TrackEvent.REJECTED: "REJECTED"}
 
 
 def _model_dir(requested: str | None, scratch: Path) -> tuple[Path, str]:
@@ -102,16 +107,72 @@ def _picture(seq, boxes: dict, out: Path) -> Path:
     return out
 
 
+class _Printer:
+    """Prints every tracked frame as its tracks arrive, and every event (on the client's thread)."""
+
+    def __init__(self, frames: int, index: dict[int, int]):
+        self.frames, self.index = frames, index  # index: frame stamp -> frame number
+        self.tracked = 0
+        self.start = time.monotonic()
+
+    def tracks(self, msg) -> None:
+        i = self.index.get(stamp_ns(msg.header.stamp))
+        if i is None or not msg.objects:
+            return
+        obj = msg.objects[0]
+        x, y, w, h = msg_to_box(obj.bbox)
+        self.tracked += 1
+        elapsed = time.monotonic() - self.start
+        fps = self.tracked / elapsed if elapsed > 0 else math.nan
+        state = "LOST" if obj.state == obj.STATE_LOST else "tracking"
+        print(f"  frame {i + 1:4d}/{self.frames}  box x={x:7.1f} y={y:7.1f} w={w:6.1f} h={h:6.1f}"
+              f"  score {obj.score:4.2f}  {state:8s}  {fps:5.1f} frames/s", flush=True)
+
+    @staticmethod
+    def event(msg) -> None:
+        kind = EVENT_NAMES.get(msg.type, msg.type)
+        print(f"  event: target '{msg.id}' {kind} {msg.reason}", flush=True)
+
+
+def _play(seq, model: Path, rate: float, log_path: Path) -> tuple[dict, list, list]:
+    """The tracker node fed the sequence at ``rate`` by a player client, the first frame's box asked
+    for on the first frame: (frame number -> tracked box, latencies in ms, events)."""
+    index: dict[int, int] = {}
+    printer = _Printer(len(seq), index)
+    with TrackerNodeProcess(log_path, params={"model": model}) as tracker, \
+            TrackerClient(name="stark_demo_player", on_tracks=printer.tracks, on_event=printer.event) as client:
+        client.wait_connected(tracker)
+        print(f"tracker node is up; publishing frames (sensor_msgs/Image, {DEFAULT_ENCODING}) ...")
+        printer.start = time.monotonic()
+        for i in paced(k / rate for k in range(len(seq))):
+            msg = client.image_msg(seq.frame(i), client.now_ns())
+            last = stamp_ns(msg.header.stamp)
+            index[last] = i  # before publishing: the tracks may come back before publish returns
+            client.publish_image(msg)
+            if i == 0:
+                client.request(seq.boxes[0], header=msg.header, target_id="target", label=seq.name)
+                print(f"  asked to track the annotated box of frame 1: {np.round(seq.boxes[0], 1).tolist()}")
+        client.wait_tracks(last, DRAIN_TIMEOUT_S, raise_on_timeout=False)
+        tracked = {s: m for s, m in client.tracks_by_stamp().items() if s in index and m.objects}
+        boxes = {index[s]: msg_to_box(m.objects[0].bbox) for s, m in tracked.items()}
+        return boxes, client.latencies_ms(tracked), list(client.events)
+
+
+def _summary(seq, boxes: dict, latency: list, events: list) -> None:
+    tracked = sorted(boxes)
+    print("\nsummary")
+    print(f"  frames published {len(seq)}, tracked {len(tracked)}, not tracked (dropped or before the target "
+          f"started) {len(seq) - len(tracked)}")
+    if tracked:
+        m = sequence_metrics(np.array([boxes[i] for i in tracked]), seq.boxes[tracked])
+        print(f"  against the ground truth on tracked frames: success AUC {m.success_auc:.3f}, mean IoU {m.ao:.3f}, "
+              f"precision@20px {m.precision_20:.3f}")
+        print(f"  latency publish -> tracks received: p50 {np.percentile(latency, 50):.1f} ms, "
+              f"p95 {np.percentile(latency, 95):.1f} ms")
+    print(f"  events: {len(events)} ({', '.join(sorted({e.reason or str(e.type) for e in events})[:3])})")
+
+
 def run(args) -> int:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-
-    from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
-    from stark_ros.node.image_conversion import ImageConverter
-    from stark_ros.node.messages import box_to_msg, msg_to_box
-
     try:
         seq = load_simple_sequence(shared_dir() / "data" / "sot" / args.sequence)
     except (MissingSharedDataError, FileNotFoundError) as exc:
@@ -125,98 +186,18 @@ def run(args) -> int:
     print(f"weights: {what}")
     use_private_domain()
     log_path = Path(args.out) / "tracker_node.log"
-    tracker = TrackerNodeProcess(log_path, params={"model": model}).start()
-    rclpy.init()
-    node = rclpy.create_node("stark_demo_player")
-    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-    image_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
-    target_pub = node.create_publisher(TargetRequest, "target", reliable)
-    received: dict[int, tuple] = {}
-    arrival: dict[int, float] = {}
-    events: list = []
-    stamp_to_index: dict[tuple[int, int], int] = {}
-    lock = threading.Lock()
-    t_start = [0.0]
-
-    def on_tracks(msg):
-        idx = stamp_to_index.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
-        if idx is None or not msg.objects:
-            return
-        obj = msg.objects[0]
-        box = msg_to_box(obj.bbox)
-        with lock:
-            received[idx] = (box, obj.score, obj.state)
-            arrival[idx] = time.monotonic()
-        state = "LOST" if obj.state == obj.STATE_LOST else "tracking"
-        elapsed = time.monotonic() - t_start[0]
-        fps = len(received) / elapsed if elapsed > 0 else math.nan
-        print(f"  frame {idx + 1:4d}/{len(seq)}  box x={box[0]:7.1f} y={box[1]:7.1f} w={box[2]:6.1f} h={box[3]:6.1f}"
-              f"  score {obj.score:4.2f}  {state:8s}  {fps:5.1f} frames/s", flush=True)
-
-    def on_event(msg):
-        kinds = {TrackEvent.INITIALIZED: "INITIALIZED", TrackEvent.LOST: "LOST", TrackEvent.REACQUIRED: "REACQUIRED",
-                 TrackEvent.CANCELLED: "CANCELLED", TrackEvent.REJECTED: "REJECTED"}
-        events.append(msg)
-        print(f"  event: target '{msg.id}' {kinds.get(msg.type, msg.type)} {msg.reason}", flush=True)
-
-    node.create_subscription(TrackedObjectArray, "tracks", on_tracks, reliable)
-    node.create_subscription(TrackEvent, "events", on_event, reliable)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    converter = ImageConverter()
-    published: dict[int, float] = {}
     try:
-        try:
-            tracker.wait_for_subscribers(image_pub, target_pub)
-        except NodeProcessError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print("tracker node is up; publishing frames (sensor_msgs/Image, bgr8) ...")
-        period = 1.0 / args.rate
-        t_start[0] = time.monotonic()
-        for i in range(len(seq)):
-            msg = Image(**converter.rgb_to_fields(seq.frame(i), "bgr8"))
-            msg.header.stamp = node.get_clock().now().to_msg()
-            msg.header.frame_id = "camera"
-            stamp_to_index[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = i
-            image_pub.publish(msg)
-            published[i] = time.monotonic()
-            if i == 0:
-                req = TargetRequest(bbox=box_to_msg(seq.boxes[0]), id="target", label=seq.name)
-                req.header = msg.header
-                target_pub.publish(req)
-                print(f"  asked to track the annotated box of frame 1: {np.round(seq.boxes[0], 1).tolist()}")
-            time.sleep(max(0.0, published[i] + period - time.monotonic()))
-        end = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < end and (len(seq) - 1) not in received:
-            time.sleep(0.05)
+        boxes, latency, events = _play(seq, model, args.rate, log_path)
+    except NodeProcessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        tracker.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-
-    boxes = {i: r[0] for i, r in received.items()}
-    tracked = sorted(boxes)
-    print("\nsummary")
-    print(f"  frames published {len(seq)}, tracked {len(tracked)}, not tracked (dropped or before the target "
-          f"started) {len(seq) - len(tracked)}")
-    if tracked:
-        pred = np.array([boxes[i] for i in tracked])
-        m = sequence_metrics(pred, seq.boxes[tracked])
-        lat = np.array([(arrival[i] - published[i]) * 1e3 for i in tracked])
-        print(f"  against the ground truth on tracked frames: success AUC {m.success_auc:.3f}, mean IoU {m.ao:.3f}, "
-              f"precision@20px {m.precision_20:.3f}")
-        print(f"  latency publish -> tracks received: p50 {np.percentile(lat, 50):.1f} ms, "
-              f"p95 {np.percentile(lat, 95):.1f} ms")
-    print(f"  events: {len(events)} ({', '.join(sorted({e.reason or str(e.type) for e in events})[:3])})")
+    _summary(seq, boxes, latency, events)
     _print_card_figures(model, seq.name)
     picture = _picture(seq, boxes, Path(args.out) / f"demo_{seq.name}.png")
     print(f"  picture: {picture} (green: tracked, yellow: ground truth); node log: {log_path}")
-    return 0 if tracked else 1
+    return 0 if boxes else 1
 
 
 def main(argv=None) -> int:

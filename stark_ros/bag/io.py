@@ -17,8 +17,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from stark_ros.core import locate
+from stark_ros.core.boxes import cxcywh_to_xywh, xywh_to_cxcywh
+from stark_ros.core.images import ENCODINGS, ImageConverter
+from stark_ros.core.stamps import NS_PER_S, split_ns, stamp_ns
 from stark_ros.datasets import load_simple_sequence
-from stark_ros.node.image_conversion import ENCODINGS, ImageConverter
 
 IMAGE_TOPIC = "/camera/image"
 COMPRESSED_TOPIC = "/camera/image/compressed"
@@ -26,7 +28,6 @@ TARGET_TOPIC = "/target"
 GT_TOPIC = "/ground_truth"
 GT_ID = "ground_truth"
 BAG_VERSION = 9
-NS = 1_000_000_000
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 TARGET = "stark_ros/msg/TargetRequest"
@@ -58,8 +59,8 @@ def typestore():
 
 
 def _stamp(store, ns: int):
-    Time = store.types["builtin_interfaces/msg/Time"]
-    return Time(sec=int(ns // NS), nanosec=int(ns % NS))
+    sec, nanosec = split_ns(ns)
+    return store.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
 
 
 def _header(store, ns: int, frame_id: str):
@@ -68,18 +69,17 @@ def _header(store, ns: int, frame_id: str):
 
 def box_msg(store, box):
     t = store.types
-    x, y, w, h = (float(v) for v in box)
-    centre = t["stark_ros/msg/Pose2D"](position=t["stark_ros/msg/Point2D"](x=x + w / 2, y=y + h / 2), theta=0.0)
+    cx, cy, w, h = (float(v) for v in xywh_to_cxcywh(box))
+    centre = t["stark_ros/msg/Pose2D"](position=t["stark_ros/msg/Point2D"](x=cx, y=cy), theta=0.0)
     return t["stark_ros/msg/BoundingBox2D"](center=centre, size_x=w, size_y=h)
 
 
 def box_from_msg(bbox) -> np.ndarray:
-    w, h = bbox.size_x, bbox.size_y
-    return np.array([bbox.center.position.x - w / 2, bbox.center.position.y - h / 2, w, h])
+    return cxcywh_to_xywh((bbox.center.position.x, bbox.center.position.y, bbox.size_x, bbox.size_y))
 
 
 def write_sequence_bag(seq_dir, out, rate_hz: float = 10.0, compressed: bool = False, storage: str = "mcap",
-                       frame_id: str = "camera", start_ns: int = 1_700_000_000 * NS) -> Path:
+                       frame_id: str = "camera", start_ns: int = 1_700_000_000 * NS_PER_S) -> Path:
     """A sequence folder (img/ + groundtruth.txt) -> a ROS 2 bag. Written under a temporary name
     and renamed at the end: a failure leaves nothing half-written behind."""
     out = Path(out)
@@ -92,7 +92,7 @@ def write_sequence_bag(seq_dir, out, rate_hz: float = 10.0, compressed: bool = F
     t = store.types
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    period = int(NS / rate_hz)
+    period = int(NS_PER_S / rate_hz)
     conv = ImageConverter()
     try:
         with Writer(tmp, version=BAG_VERSION, storage_plugin=STORAGE[storage]) as writer:
@@ -138,10 +138,6 @@ class BagContents:
     ground_truth: dict = field(default_factory=dict)    # stamp ns -> box (NaN when absent)
 
 
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
-
-
 def read_bag(path, image_topic: str | None = None, target_topic: str | None = None,
              gt_topic: str | None = None) -> BagContents:
     """Read frames, target requests and ground truth; topics are found by type unless named."""
@@ -184,7 +180,7 @@ def read_bag(path, image_topic: str | None = None, target_topic: str | None = No
                 out.targets.append((ts, msg))
             else:
                 box = box_from_msg(msg.objects[0].bbox) if msg.objects else np.full(4, np.nan)
-                out.ground_truth[stamp_ns(msg.header)] = box
+                out.ground_truth[stamp_ns(msg.header.stamp)] = box
     except BagError:
         raise
     except Exception as exc:

@@ -9,11 +9,8 @@ publishing a frame to receiving its tracks are reported.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +22,23 @@ from stark_ros.bag.io import (
     BAG_VERSION,
     COMPRESSED,
     EVENT,
-    NS,
     STORAGE,
+    BagContents,
     BagError,
+    box_from_msg,
     read_bag,
-    stamp_ns,
     typestore,
 )
+from stark_ros.client.process import NodeProcessError, TrackerNodeProcess
+from stark_ros.core.stamps import NS_PER_S, stamp_ns
 from stark_ros.evaluation.metrics import sequence_curves, sequence_metrics
 from stark_ros.evaluation.report import write_report
-from stark_ros.node.process import NodeProcessError, TrackerNodeProcess
 
 DRAIN_TIMEOUT_S = 10.0
 REPORT_NAME = "tracker node (bag replay)"
+LATENCY_PERCENTILES = (50, 90, 99)
+CLOCK_QUEUE_DEPTH = 10
+FRAME, TARGET = "frame", "target"
 
 
 @dataclass
@@ -74,15 +75,6 @@ def _to_ros(msg, ros_type):
 def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topic: str | None = None,
            target_topic: str | None = None, gt_topic: str | None = None, use_sim_time: bool = False,
            params_file: str | None = None, storage: str = "mcap", extra_params: dict | None = None) -> ReplayResult:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import CompressedImage, Image
-
-    from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
-    from stark_ros.node.messages import msg_to_box
-
     if rate <= 0:
         raise ValueError("rate must be > 0")
     contents = read_bag(bag, image_topic, target_topic, gt_topic)
@@ -91,110 +83,84 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
     out_bag = out_dir / "tracks_bag"
     if out_bag.exists():
         raise BagError(f"{out_bag} already exists")
-    compressed = contents.image_type == COMPRESSED
-    ns = f"replay_{os.getpid()}"
-    params = {"compressed": compressed, "use_sim_time": use_sim_time, **(extra_params or {})}
+    params = {"compressed": contents.image_type == COMPRESSED, "use_sim_time": use_sim_time, **(extra_params or {})}
     if model:
         params["model"] = str(model)
+    client = _play(contents, rate, TrackerNodeProcess(out_dir / "tracker_node.log", params, params_file,
+                                                      namespace=f"replay_{os.getpid()}"))
+    _write_bag(out_bag, client.tracks, client.events, storage)
+    result = _score(contents, client, Path(bag), out_dir)
+    (out_dir / "replay.json").write_text(json.dumps(result.summary(), indent=2, default=float))
+    return result
+
+
+def _play(contents: BagContents, rate: float, tracker: TrackerNodeProcess):
+    """The bag's frames and requests into the node, timing kept (scaled by ``rate``), ``/clock``
+    following the bag; the (closed) client with what the node answered."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from stark_ros.client.harness import TrackerClient, paced
+    from stark_ros.msg import TargetRequest
+
+    compressed = contents.image_type == COMPRESSED
+    image_type = CompressedImage if compressed else Image
+    items = [(ts, FRAME, m) for ts, m in contents.frames] + [(ts, TARGET, m) for ts, m in contents.targets]
+    items.sort(key=lambda x: (x[0], x[1] != FRAME))  # a frame before a request of the same time
     try:
-        tracker = TrackerNodeProcess(out_dir / "tracker_node.log", params, params_file, namespace=ns).start()
+        with tracker, TrackerClient(tracker.namespace, compressed=compressed,
+                                    name=f"bag_replay_{os.getpid()}") as client:
+            clock_pub = client.node.create_publisher(Clock, "/clock", CLOCK_QUEUE_DEPTH)
+            client.wait_connected(tracker)
+            for i in paced((ts - items[0][0]) / NS_PER_S / rate for ts, _, _ in items):
+                _, kind, msg = items[i]
+                clock_pub.publish(Clock(clock=_to_ros(msg.header.stamp, type(Clock().clock))))
+                if kind == FRAME:
+                    client.publish_image(_to_ros(msg, image_type))
+                else:
+                    client.target_pub.publish(_to_ros(msg, TargetRequest))
+            client.wait_tracks(stamp_ns(contents.frames[-1][1].header.stamp), DRAIN_TIMEOUT_S, raise_on_timeout=False)
     except NodeProcessError as exc:
         raise BagError(str(exc)) from exc
+    return client
 
+
+def _write_bag(out_bag: Path, tracks: list, events: list, storage: str) -> None:
+    """Everything the node said, into a bag of its own (written under a temporary name)."""
     store = typestore()
-    received_tracks, received_events, arrival = [], [], {}
-    lock = threading.Lock()
-    own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
-    node = rclpy.create_node(f"bag_replay_{os.getpid()}", namespace=f"/{ns}")
-    reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-
-    def on_tracks(msg):
-        with lock:
-            arrival[stamp_ns(msg.header)] = time.monotonic_ns()
-            received_tracks.append(msg)
-
-    node.create_subscription(TrackedObjectArray, "tracks", on_tracks, reliable)
-    node.create_subscription(TrackEvent, "events", lambda m: received_events.append(m), reliable)
-    ros_img_type = CompressedImage if compressed else Image
-    img_pub = node.create_publisher(ros_img_type, "image/compressed" if compressed else "image",
-                                    qos_profile_sensor_data)
-    tgt_pub = node.create_publisher(TargetRequest, "target", reliable)
-    clock_pub = node.create_publisher(Clock, "/clock", 10)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    published = {}
-    try:
-        try:
-            tracker.wait_for_subscribers(img_pub, tgt_pub)
-        except NodeProcessError as exc:
-            raise BagError(str(exc)) from exc
-        items = [(ts, "frame", m) for ts, m in contents.frames] + [(ts, "target", m) for ts, m in contents.targets]
-        items.sort(key=lambda x: (x[0], x[1] != "frame"))  # a frame before a request of the same time
-        t0_bag, t0_wall = items[0][0], time.monotonic()
-        for ts, kind, msg in items:
-            wait = (ts - t0_bag) / NS / rate - (time.monotonic() - t0_wall)
-            if wait > 0:
-                time.sleep(wait)
-            clock_pub.publish(Clock(clock=_to_ros(msg.header.stamp, type(Clock().clock))))
-            if kind == "frame":
-                ros_msg = _to_ros(msg, ros_img_type)
-                published[stamp_ns(msg.header)] = time.monotonic_ns()
-                img_pub.publish(ros_msg)
-            else:
-                tgt_pub.publish(_to_ros(msg, TargetRequest))
-        last = stamp_ns(contents.frames[-1][1].header)
-        end = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < end and last not in arrival:
-            time.sleep(0.05)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        if own_context:
-            rclpy.try_shutdown()
-        tracker.stop()
-
-    # Everything the node said, into a bag of its own (written under a temporary name).
-    t = store.types
     tmp = out_bag.with_name(out_bag.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     with Writer(tmp, version=BAG_VERSION, storage_plugin=STORAGE[storage]) as writer:
-        tc = writer.add_connection("/tracks", ARRAY, typestore=store)
-        ec = writer.add_connection("/events", EVENT, typestore=store)
-        for m in received_tracks:
-            writer.write(tc, stamp_ns(m.header), store.serialize_cdr(_from_ros(m, t, ARRAY), ARRAY))
-        for m in received_events:
-            writer.write(ec, stamp_ns(m.header), store.serialize_cdr(_from_ros(m, t, EVENT), EVENT))
+        for topic, typename, messages in (("/tracks", ARRAY, tracks), ("/events", EVENT, events)):
+            conn = writer.add_connection(topic, typename, typestore=store)
+            for m in messages:
+                writer.write(conn, stamp_ns(m.header.stamp), store.serialize_cdr(_from_ros(m, store.types, typename),
+                                                                                typename))
     tmp.rename(out_bag)
 
-    tracks = {}
-    for m in received_tracks:
-        if m.objects:
-            tracks[stamp_ns(m.header)] = msg_to_box(m.objects[0].bbox)
-    lat = [(arrival[s] - published[s]) / 1e6 for s in tracks if s in published and s in arrival]
-    latency = ({f"p{q}": float(np.percentile(lat, q)) for q in (50, 90, 99)} if lat else {})
+
+def _score(contents: BagContents, client, bag: Path, out_dir: Path) -> ReplayResult:
+    """Tracks against the bag's ground truth (and a report beside them), latency, dropped frames."""
+    tracks = {s: box_from_msg(m.objects[0].bbox) for s, m in client.tracks_by_stamp().items() if m.objects}
+    lat = client.latencies_ms(tracks)
     metrics = None
     if contents.ground_truth and tracks:
         stamps = sorted(tracks)
         gt = np.array([contents.ground_truth.get(s, np.full(4, np.nan)) for s in stamps])
         pred = np.array([tracks[s] for s in stamps])
         metrics = sequence_metrics(pred, gt).as_dict()
-        times = sorted(arrival[s] for s in stamps if s in arrival)
-        fps = (len(times) - 1) / ((times[-1] - times[0]) / NS) if len(times) > 1 and times[-1] > times[0] else 0.0
-        row = {**metrics, "fps": fps}
-        scores = {REPORT_NAME: {"mean": row, "sequences": {Path(bag).name: row}}}
+        times = sorted(client.arrived_ns[s] for s in stamps if s in client.arrived_ns)
+        span_s = (times[-1] - times[0]) / NS_PER_S if times else 0.0
+        row = {**metrics, "fps": (len(times) - 1) / span_s if span_s > 0 else 0.0}
+        scores = {REPORT_NAME: {"mean": row, "sequences": {bag.name: row}}}
         write_report(scores, {REPORT_NAME: sequence_curves(pred, gt)}, out_dir, title=f"bag replay: {bag}")
-    tracked_stamps = {stamp_ns(m.header) for m in received_tracks}
-    result = ReplayResult(
+    return ReplayResult(
         frames=len(contents.frames), tracked=len(tracks),
-        dropped=len(contents.frames) - len(tracked_stamps & set(published)), latency_ms=latency, metrics=metrics,
-        events=[{"id": e.id, "type": int(e.type), "reason": e.reason, "stamp_ns": stamp_ns(e.header)}
-                for e in received_events], tracks=tracks)
-    (out_dir / "replay.json").write_text(json.dumps(result.summary(), indent=2, default=float))
-    return result
+        dropped=len(contents.frames) - len(set(client.arrived_ns) & set(client.published_ns)),
+        latency_ms={f"p{q}": float(np.percentile(lat, q)) for q in LATENCY_PERCENTILES} if lat else {},
+        metrics=metrics, tracks=tracks,
+        events=[{"id": e.id, "type": int(e.type), "reason": e.reason, "stamp_ns": stamp_ns(e.header.stamp)}
+                for e in client.events])
 
 
 def _from_ros(msg, types, typename: str):
@@ -209,8 +175,6 @@ def _from_ros(msg, types, typename: str):
         elif isinstance(value, list) and value and hasattr(value[0], "get_fields_and_field_types"):
             sub = _sub_typename(ftype[len("sequence<"):-1], typename)
             kwargs[name] = [_from_ros(v, types, sub) for v in value]
-        elif isinstance(value, float) and math.isnan(value):
-            kwargs[name] = value
         else:
             kwargs[name] = value
     return cls(**kwargs)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import sys
 import tempfile
 import threading
@@ -36,7 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stark_ros.core import locate
+from stark_ros.client.process import rss_mb, use_transport_profile
+from stark_ros.core.stamps import set_stamp
 from stark_ros.datasets import load_simple_sequence, shared_dir
 from stark_ros.runtime import RuntimeOptions, StarkRuntime, default_model_dir
 
@@ -49,30 +49,10 @@ GOAL_TRACKED_SHARE = 0.95
 DRAIN_TIMEOUT_S = 10.0
 DIAGNOSTICS_WAIT_S = 3.0
 PUBLISHER_TIMEOUT_S = 120.0
-STARTUP_TIMEOUT_S = 60.0
-POLL_S = 0.01
+# The node's per-frame figures read from its /diagnostics (reported as node_<name>).
+NODE_FIGURES = ("inference_p50_ms", "latency_p50_ms", "decode_p50_ms", "queue_wait_p50_ms", "worker_p50_ms")
 MS = 1e3
 NS_PER_MS = 1e6
-PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE",)
-
-
-def transport_profile() -> Path | None:
-    """The installed Fast DDS profile for large images (None where it is not installed)."""
-    try:
-        return locate.share_file("config", "fastdds_large_images.xml")
-    except locate.NotInstalledError:
-        return None
-
-
-def use_transport_profile(enabled: bool) -> str:
-    """Point this process and its children at the profile (or at none); returns what is used."""
-    profile = transport_profile() if enabled else None
-    for key in PROFILE_ENV:
-        if profile is not None:
-            os.environ[key] = str(profile)
-        else:
-            os.environ.pop(key, None)
-    return str(profile) if profile is not None else "Fast DDS defaults"
 
 
 def _percentiles(values_ms) -> dict:
@@ -118,57 +98,28 @@ def bare_runtime_ms(model: Path, frames, box, threads: int) -> list[float]:
 def _publisher(spec: dict, results) -> None:
     """The camera, in its own process: waits for the node, then publishes every frame at the rate
     (stamped with its clock; the first carries the target request) and reports the publish times."""
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-
-    from stark_ros.msg import TargetRequest
-    from stark_ros.node.image_conversion import ImageConverter
-    from stark_ros.node.messages import box_to_msg
-    from stark_ros.node.process import DISCOVERY_SETTLE_S
+    from stark_ros.client.harness import TrackerClient, paced
 
     _, frames, box = load_frames(spec["sequence"], spec["frames"], spec["size"])
-    messages = [Image(**ImageConverter.rgb_to_fields(f, spec["encoding"])) for f in frames]
-    rclpy.init()
-    node = rclpy.create_node("stark_bench_camera")
-    published = {}
-    try:
-        image_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
-        target_pub = node.create_publisher(TargetRequest, "target",
-                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while (image_pub.get_subscription_count() == 0 or target_pub.get_subscription_count() == 0) \
-                and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-        time.sleep(DISCOVERY_SETTLE_S)
-        period_ns = int(1e9 / spec["rate"])
-        t_next = time.monotonic_ns()
-        # A soak publishes more frames than the sequence has: it plays the sequence in a loop.
-        for i in range(spec.get("count") or len(messages)):
-            msg = messages[i % len(messages)]
-            msg.header.stamp = node.get_clock().now().to_msg()
-            msg.header.frame_id = "camera"
-            published[f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec}"] = time.monotonic_ns()
-            image_pub.publish(msg)
-            if i == 0:
-                target_pub.publish(TargetRequest(header=msg.header, bbox=box_to_msg(box), id="bench"))
-            t_next += period_ns
-            time.sleep(max(0.0, (t_next - time.monotonic_ns()) / 1e9))
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        results.put(published)
+    with TrackerClient(name="stark_bench_camera", listen=False) as camera:
+        messages = [camera.image_msg(f, 0, encoding=spec["encoding"]) for f in frames]
+        try:
+            camera.wait_connected()
+            # A soak publishes more frames than the sequence has: it plays the sequence in a loop.
+            for i in paced(k / spec["rate"] for k in range(spec.get("count") or len(messages))):
+                msg = messages[i % len(messages)]
+                set_stamp(msg.header, camera.now_ns())
+                camera.publish_image(msg)
+                if i == 0:
+                    camera.request(box, header=msg.header, target_id="bench")
+        finally:
+            results.put(camera.published_ns)
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, from /proc (NaN where it cannot be read)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+def _sample(consumer, pid: int, period_s: float, stop: threading.Event, samples: list) -> None:
+    """The node's RSS and /diagnostics, every ``period_s`` until ``stop``."""
+    while not stop.wait(period_s):
+        samples.append({"t_ns": time.monotonic_ns(), "rss_mb": rss_mb(pid), **consumer.latest_diagnostics()})
 
 
 def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: int, log_dir: Path,
@@ -177,91 +128,52 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
     """One run of the node process fed by a camera process; see the module docstring. ``count``
     frames are published (default: the n loaded, once); with ``sample_period_s`` the node's RSS
     and its /diagnostics are also sampled over time (``samples``)."""
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-    from stark_ros.msg import TrackedObjectArray
-    from stark_ros.node.process import NodeProcessError, TrackerNodeProcess, use_private_domain
+    from stark_ros.client.harness import TrackerClient
+    from stark_ros.client.process import TrackerNodeProcess, use_private_domain
+    from stark_ros.interface import DEFAULT_NODE_NAME
 
     use_private_domain()
     params = {"model": str(model), "intra_op_threads": threads, "providers": "['CPUExecutionProvider']",
               **(params or {})}
-    arrived: dict[str, int] = {}
-    diagnostics: dict[str, str] = {}
-    lock = threading.Lock()
-
-    samples: list[dict] = []
-    stop_sampling = threading.Event()
-
-    def tracks_cb(msg):
-        if msg.objects:
-            now = time.monotonic_ns()
-            with lock:
-                arrived[f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec}"] = now
-
-    def diagnostics_cb(msg):
-        for status in msg.status:
-            if "STARK" in status.name:
-                with lock:
-                    diagnostics.update({kv.key: kv.value for kv in status.values})
-
-    def sample(pid: int):
-        while not stop_sampling.wait(sample_period_s):
-            with lock:
-                samples.append({"t_ns": time.monotonic_ns(), "rss_mb": rss_mb(pid), **diagnostics})
-
-    tracker = TrackerNodeProcess(log_dir / "tracker_node.log", params=params).start()
-    rclpy.init()
-    node = rclpy.create_node("stark_bench_consumer")
-    executor = SingleThreadedExecutor()
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     camera = ctx.Process(target=_publisher, args=({"sequence": sequence, "frames": n, "size": size,
                                                    "rate": rate_hz, "encoding": encoding, "count": count},
                                                   results))
-    total = count or n
-    published: dict[str, int] = {}
-    try:
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(TrackedObjectArray, "tracks", tracks_cb, reliable)
-        node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics_cb, 10)
-        executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while node.count_publishers("/tracks") == 0:
-            if tracker.proc.poll() is not None or time.monotonic() > deadline:
-                raise NodeProcessError(f"the tracker node did not come up; its log:\n{tracker.log_text()}")
-            time.sleep(POLL_S)
+    samples: list[dict] = []
+    stop_sampling = threading.Event()
+    with TrackerNodeProcess(log_dir / "tracker_node.log", params=params) as tracker, \
+            TrackerClient(name="stark_bench_consumer", diagnostics=DEFAULT_NODE_NAME) as consumer:
+        consumer.wait_connected(tracker)
         if sample_period_s:
-            threading.Thread(target=sample, args=(tracker.proc.pid,), daemon=True).start()
+            threading.Thread(target=_sample, args=(consumer, tracker.proc.pid, sample_period_s, stop_sampling,
+                                                   samples), daemon=True).start()
         camera.start()
-        published = results.get(timeout=PUBLISHER_TIMEOUT_S + total / rate_hz)
-        camera.join()
-        last = max(published, key=published.get) if published else None
-        end = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < end and last is not None and last not in arrived:
-            time.sleep(POLL_S)
-        time.sleep(DIAGNOSTICS_WAIT_S)  # one more /diagnostics period with every frame in it
-    finally:
-        stop_sampling.set()
-        if camera.is_alive():
-            camera.terminate()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        tracker.stop()
+        try:
+            published = results.get(timeout=PUBLISHER_TIMEOUT_S + (count or n) / rate_hz)
+            camera.join()
+            if published:
+                consumer.wait_tracks(max(published, key=published.get), DRAIN_TIMEOUT_S, raise_on_timeout=False)
+            time.sleep(DIAGNOSTICS_WAIT_S)  # one more /diagnostics period with every frame in it
+        finally:
+            stop_sampling.set()
+            if camera.is_alive():
+                camera.terminate()
+        return _figures(published, consumer, samples)
+
+
+def _figures(published: dict, consumer, samples: list) -> dict:
+    """What one node run measured: tracked frames and their latency from this process's records,
+    the node's own figures from its last /diagnostics."""
+    tracks = consumer.tracks_by_stamp()
+    arrived = {s: t for s, t in consumer.arrived_ns.items() if s in tracks and tracks[s].objects}
     latency = [(arrived[k] - published[k]) / NS_PER_MS for k in published if k in arrived]
+    diagnostics = consumer.latest_diagnostics()
     processed = int(diagnostics.get("frames_processed", "0"))
     dropped = int(diagnostics.get("frames_dropped", "0"))
+    figures = {f"node_{key}": float(diagnostics.get(key, "nan")) for key in NODE_FIGURES}
     return {"latency_ms": _percentiles(latency), "published": len(published),
-            "tracked": sum(1 for k in published if k in arrived),
-            "node_inference_p50_ms": float(diagnostics.get("inference_p50_ms", "nan")),
-            "node_latency_p50_ms": float(diagnostics.get("latency_p50_ms", "nan")),
-            "node_decode_p50_ms": float(diagnostics.get("decode_p50_ms", "nan")),
-            "node_queue_wait_p50_ms": float(diagnostics.get("queue_wait_p50_ms", "nan")),
-            "node_worker_p50_ms": float(diagnostics.get("worker_p50_ms", "nan")),
+            "tracked": sum(1 for k in published if k in arrived), **figures,
             "processed": processed, "dropped": dropped,
             "lost_in_transport": max(0, len(published) - processed - dropped),
             "skipped_by_reason": diagnostics.get("frames_skipped_by_reason", ""),
@@ -269,7 +181,7 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
             "samples": samples, "published_ns": published, "arrived_ns": arrived}
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stark_ros.bench node", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: the installed default model)")
@@ -285,8 +197,41 @@ def main(argv=None) -> int:
     parser.add_argument("--default-transport", action="store_true",
                         help="Fast DDS defaults instead of the package's large-image profile")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _judge(rate: float, node: dict, bare: dict) -> dict:
+    """One node run next to the bare runtime: the shares the goals are about, printed and returned."""
+    e2e = node["latency_ms"]
+    # The node's own work per frame: decoding the image in its callback, then the worker's
+    # bookkeeping and publishing (its time on a frame minus inference). Waiting in the queue for
+    # the worker is not work (it is the price of a rate above the runtime's); the rest of the
+    # end-to-end time is transport: two DDS hops and this client's executor.
+    own = node["node_decode_p50_ms"] + node["node_worker_p50_ms"] - node["node_inference_p50_ms"]
+    if not np.isfinite(own):  # a node without the worker figures (an older build)
+        own = node["node_decode_p50_ms"] + node["node_latency_p50_ms"] - node["node_inference_p50_ms"]
+    share = own / bare["p50"]
+    overhead = e2e["p50"] - node["node_inference_p50_ms"] - np.nan_to_num(node["node_queue_wait_p50_ms"])
+    tracked_share = node["tracked"] / max(1, node["published"])
+    arrived_share = (node["processed"] + node["dropped"]) / max(1, node["published"])
+    node = {k: v for k, v in node.items() if k not in ("samples", "published_ns", "arrived_ns")}
+    print(f"  at {rate:5.1f} frames/s: tracked {node['tracked']}/{node['published']} ({tracked_share:.1%}; goal >= "
+          f"{GOAL_TRACKED_SHARE:.0%}: {'met' if tracked_share >= GOAL_TRACKED_SHARE else 'NOT met'}), "
+          f"reached the node {arrived_share:.1%}: dropped by the node's queue for newer frames {node['dropped']}, "
+          f"lost in transport {node['lost_in_transport']}")
+    print(f"    image published -> tracks p50 {e2e['p50']:7.2f} ms   p99 {e2e['p99']:7.2f} ms; node inference p50 "
+          f"{node['node_inference_p50_ms']:.2f} ms, decode p50 {node['node_decode_p50_ms']:.2f} ms, waiting for "
+          f"the worker p50 {node['node_queue_wait_p50_ms']:.2f} ms")
+    print(f"    node's own work per frame {own:6.2f} ms = {share:.1%} of the bare runtime's inference (goal <= "
+          f"{GOAL_OVERHEAD_SHARE:.0%}: {'met' if share <= GOAL_OVERHEAD_SHARE else 'NOT met'}); transport "
+          f"(2 DDS hops + this client) {overhead - own:5.2f} ms; providers: {node['providers']}")
+    return {"rate_hz": rate, **node, "tracked_share": tracked_share, "arrived_share": arrived_share,
+            "own_overhead_ms": own, "own_overhead_share": share, "overhead_ms": overhead,
+            "transport_ms": overhead - own, "overhead_share": overhead / bare["p50"]}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     model = Path(args.model) if args.model else default_model_dir()
     transport = use_transport_profile(not args.default_transport)
     name, frames, box = load_frames(args.sequence, args.frames, args.size)
@@ -306,36 +251,7 @@ def main(argv=None) -> int:
     second = bare_runtime_ms(model, frames, box, args.threads)
     bare = min((_percentiles(first), _percentiles(second)), key=lambda p: p["p50"])
     print(f"  bare runtime update         p50 {bare['p50']:7.2f} ms   p99 {bare['p99']:7.2f} ms")
-    results = []
-    for rate, node in runs:
-        e2e = node["latency_ms"]
-        # The node's own work per frame: decoding the image in its callback, then the worker's
-        # bookkeeping and publishing (its time on a frame minus inference). Waiting in the queue for
-        # the worker is not work (it is the price of a rate above the runtime's); the rest of the
-        # end-to-end time is transport: two DDS hops and this client's executor.
-        own = node["node_decode_p50_ms"] + node["node_worker_p50_ms"] - node["node_inference_p50_ms"]
-        if not np.isfinite(own):  # a node without the worker figures (an older build)
-            own = node["node_decode_p50_ms"] + node["node_latency_p50_ms"] - node["node_inference_p50_ms"]
-        share = own / bare["p50"]
-        overhead = e2e["p50"] - node["node_inference_p50_ms"] - np.nan_to_num(node["node_queue_wait_p50_ms"])
-        tracked_share = node["tracked"] / max(1, node["published"])
-        arrived_share = (node["processed"] + node["dropped"]) / max(1, node["published"])
-        node = {k: v for k, v in node.items() if k not in ("samples", "published_ns", "arrived_ns")}
-        result = {"rate_hz": rate, **node, "tracked_share": tracked_share, "arrived_share": arrived_share,
-                  "own_overhead_ms": own,
-                  "own_overhead_share": share, "overhead_ms": overhead, "transport_ms": overhead - own,
-                  "overhead_share": overhead / bare["p50"]}
-        results.append(result)
-        print(f"  at {rate:5.1f} frames/s: tracked {node['tracked']}/{node['published']} ({tracked_share:.1%}; goal >= "
-              f"{GOAL_TRACKED_SHARE:.0%}: {'met' if tracked_share >= GOAL_TRACKED_SHARE else 'NOT met'}), "
-              f"reached the node {arrived_share:.1%}: dropped by the node's queue for newer frames {node['dropped']}, "
-              f"lost in transport {node['lost_in_transport']}")
-        print(f"    image published -> tracks p50 {e2e['p50']:7.2f} ms   p99 {e2e['p99']:7.2f} ms; node inference p50 "
-              f"{node['node_inference_p50_ms']:.2f} ms, decode p50 {node['node_decode_p50_ms']:.2f} ms, waiting for "
-              f"the worker p50 {node['node_queue_wait_p50_ms']:.2f} ms")
-        print(f"    node's own work per frame {own:6.2f} ms = {share:.1%} of the bare runtime's inference (goal <= "
-              f"{GOAL_OVERHEAD_SHARE:.0%}: {'met' if share <= GOAL_OVERHEAD_SHARE else 'NOT met'}); transport "
-              f"(2 DDS hops + this client) {overhead - own:5.2f} ms; providers: {node['providers']}")
+    results = [_judge(rate, node, bare) for rate, node in runs]
     if args.json:
         Path(args.json).write_text(json.dumps({"model": str(model), "sequence": name, "frames": n, "size": [w, h],
                                                "encoding": args.encoding, "transport": transport,

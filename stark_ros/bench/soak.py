@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stark_ros.bench.node import DEFAULT_SEQUENCE, load_frames, node_run, parse_size, use_transport_profile
+from stark_ros.bench.node import DEFAULT_SEQUENCE, load_frames, node_run, parse_size
+from stark_ros.client.process import use_transport_profile
 from stark_ros.runtime import default_model_dir
 
 DEFAULT_FRAMES = 2000

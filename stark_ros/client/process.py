@@ -1,5 +1,5 @@
-"""The installed tracker node as a child process: what the demo, bag replay and the node benchmark
-start, so that they measure the same executable a user runs with ``ros2 run`` / launch."""
+"""The installed tracker node as a child process: what the demo, bag replay, the node benchmarks and
+the ROS tests start, so that they measure the same executable a user runs with ``ros2 run`` / launch."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ DISCOVERY_SETTLE_S = 1.0
 # Domain ids a tool picks for itself: above the ones people configure by hand (0..~100).
 PRIVATE_DOMAIN_BASE = 100
 PRIVATE_DOMAIN_SPAN = 100
+# Where Fast DDS reads an XML profile from: both sides of the traffic need the large-image profile,
+# since the publishing side owns the shared-memory segment.
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+TRANSPORT_PROFILE = ("config", "fastdds_large_images.xml")
+KB_PER_MB = 1024
 
 
 class NodeProcessError(RuntimeError):
@@ -48,6 +53,39 @@ def use_private_domain() -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
+def transport_profile() -> Path | None:
+    """The installed Fast DDS profile for large images (None where it is not installed)."""
+    try:
+        return locate.share_file(*TRANSPORT_PROFILE)
+    except locate.NotInstalledError:
+        return None
+
+
+def use_transport_profile(enabled: bool = True, override: bool = True) -> str:
+    """Point this process and the node processes it starts at the large-image profile (or at
+    Fast DDS's defaults); ``override=False`` keeps a profile the user set. Must run before any DDS
+    participant exists. Returns what is used, in words."""
+    if not override and os.environ.get(PROFILE_ENV):
+        return os.environ[PROFILE_ENV]
+    profile = transport_profile() if enabled else None
+    if profile is not None:
+        os.environ[PROFILE_ENV] = str(profile)
+    else:
+        os.environ.pop(PROFILE_ENV, None)
+    return str(profile) if profile is not None else "Fast DDS defaults"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (NaN where it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / KB_PER_MB
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _param_value(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -55,11 +93,15 @@ def _param_value(value) -> str:
 class TrackerNodeProcess:
     """``tracker_node --ros-args --params-file ... -p k:=v`` with its output in a log file."""
 
-    def __init__(self, log_path, params: dict | None = None, params_file=None, namespace: str | None = None):
+    def __init__(self, log_path, params: dict | None = None, params_file=None, namespace: str | None = None,
+                 node_name: str | None = None):
         self.log_path = Path(log_path)
+        self.namespace = (namespace or "").strip("/")
         self.args = [*tracker_executable(), "--ros-args", "--params-file", str(params_file or installed_params_file())]
-        if namespace:
-            self.args += ["-r", f"__ns:=/{namespace.strip('/')}"]
+        if node_name:
+            self.args += ["-r", f"__node:={node_name}"]
+        if self.namespace:
+            self.args += ["-r", f"__ns:=/{self.namespace}"]
         for key, value in (params or {}).items():
             self.args += ["-p", f"{key}:={_param_value(value)}"]
         self._log = None
@@ -93,7 +135,8 @@ class TrackerNodeProcess:
             time.sleep(POLL_S)
         time.sleep(DISCOVERY_SETTLE_S)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGINT (what Ctrl-C sends), SIGKILL after a grace period; the exit code (None: never started)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -104,3 +147,4 @@ class TrackerNodeProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        return self.proc.returncode if self.proc is not None else None

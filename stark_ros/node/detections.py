@@ -17,6 +17,7 @@ below the lost threshold and their box is the last confident one):
 
 from __future__ import annotations
 
+from stark_ros.interface import DETECTIONS_TOPIC
 from stark_ros.msg import TrackedObjectArray
 
 try:
@@ -24,7 +25,6 @@ try:
 except ImportError:  # no vision_msgs in this ROS 2 environment (e.g. ROS 2 from PyPI)
     Detection2D = Detection2DArray = ObjectHypothesisWithPose = None
 
-DETECTIONS_TOPIC = "detections"
 VISION_MSGS_AVAILABLE = Detection2DArray is not None
 
 

@@ -18,13 +18,7 @@ from enum import Enum
 
 import numpy as np
 
-NS_PER_S = 1_000_000_000
-
-
-def stamp_ns(sec: int, nanosec: int) -> int:
-    """A header stamp as integer nanoseconds, any sign (``rclpy.time.Time.from_msg`` raises on
-    negative seconds, and one bad stamp must not stop the node)."""
-    return int(sec) * NS_PER_S + int(nanosec)
+from stark_ros.core.stamps import NS_PER_S
 
 
 def is_stamped(ns: int) -> bool:
@@ -109,10 +103,6 @@ class FrameBuffer:
                 total -= self._frames.popleft().rgb.nbytes
         return frame, jump
 
-    def clear(self) -> None:
-        self._frames.clear()
-        self._newest_stamp = None
-
     @property
     def newest(self) -> Frame | None:
         """The frame that arrived last, stamped or not (what a zero-stamp request starts on)."""
@@ -173,6 +163,3 @@ class LatestFrameQueue:
         self._frames.clear()
         self.dropped += skipped
         return frame, skipped
-
-    def clear(self) -> None:
-        self._frames.clear()

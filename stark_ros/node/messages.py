@@ -1,4 +1,5 @@
-"""Conversions between the package's boxes/results and its ROS messages (at the node's edge)."""
+"""The node's outputs as messages: results -> ``TrackedObject``, events -> ``TrackEvent`` (boxes
+through :func:`stark_ros.interface.box_to_msg`, shared with the node's clients)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import numpy as np
 
 from stark_ros.core.lost import TargetState, TrackEventType
-from stark_ros.msg import BoundingBox2D, TrackedObject, TrackEvent
+from stark_ros.interface import box_to_msg
+from stark_ros.msg import TrackedObject, TrackEvent
 
 STATE_TO_MSG = {TargetState.TRACKING: TrackedObject.STATE_TRACKING, TargetState.LOST: TrackedObject.STATE_LOST}
 EVENT_TO_MSG = {
@@ -17,22 +19,6 @@ EVENT_TO_MSG = {
     TrackEventType.CANCELLED: TrackEvent.CANCELLED,
     TrackEventType.REJECTED: TrackEvent.REJECTED,
 }
-
-
-def box_to_msg(box) -> BoundingBox2D:
-    """(x, y, w, h) top-left + size -> centre + size."""
-    x, y, w, h = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
-    msg = BoundingBox2D()
-    msg.center.position.x = x + 0.5 * w
-    msg.center.position.y = y + 0.5 * h
-    msg.size_x = w
-    msg.size_y = h
-    return msg
-
-
-def msg_to_box(msg: BoundingBox2D) -> np.ndarray:
-    w, h = float(msg.size_x), float(msg.size_y)
-    return np.array([msg.center.position.x - 0.5 * w, msg.center.position.y - 0.5 * h, w, h], dtype=np.float64)
 
 
 def tracked_object(target_id: str, label: str, box, score: float, state: TargetState,

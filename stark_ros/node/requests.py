@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from stark_ros.core.geometry import BoxProblem, InvalidBoxError, validate_box
-from stark_ros.node.frame_buffer import NS_PER_S, Frame, FrameBuffer, Lookup
+from stark_ros.core.stamps import NS_PER_S
+from stark_ros.node.frame_buffer import Frame, FrameBuffer, Lookup
 
 # A box wider or taller than the frame times this is refused: the crops around it (template and
 # search region are several times the box) would cost memory and time out of all proportion

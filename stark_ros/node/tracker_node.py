@@ -33,31 +33,44 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from stark_ros.core.images import DEFAULT_MAX_IMAGE_PIXELS, ImageConversionError, make_converter
 from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
+from stark_ros.core.stamps import NS_PER_S, stamp_ns
+from stark_ros.interface import (
+    CANCEL_TRACKING_SERVICE,
+    COMPRESSED_IMAGE_TOPIC,
+    DEBUG_IMAGE_TOPIC,
+    DEFAULT_NODE_NAME,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_STATUS,
+    DIAGNOSTICS_TOPIC,
+    EVENTS_QOS,
+    EVENTS_TOPIC,
+    IMAGE_QOS,
+    IMAGE_TOPIC,
+    LIST_TARGETS_SERVICE,
+    REQUEST_QOS,
+    START_TRACKING_SERVICE,
+    TARGET_TOPIC,
+    TRACKS_QOS,
+    TRACKS_TOPIC,
+    msg_to_box,
+)
 from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
 from stark_ros.node.detections import DetectionsOutput
-from stark_ros.node.frame_buffer import NS_PER_S, Frame, FrameBuffer, LatestFrameQueue, stamp_ns
-from stark_ros.node.image_conversion import DEFAULT_MAX_IMAGE_PIXELS, ImageConversionError, make_converter
+from stark_ros.node.frame_buffer import Frame, FrameBuffer, LatestFrameQueue
 from stark_ros.node.log_throttle import ReasonLog, suffix
-from stark_ros.node.messages import msg_to_box, track_event, tracked_object
+from stark_ros.node.messages import track_event, tracked_object
 from stark_ros.node.requests import MatchSettings, PendingRequests, Reason, Request, Verdict, busy_message, match
 from stark_ros.node.targets import TargetTable
 from stark_ros.runtime import ModelLoadError, RuntimeOptions, StarkRuntime, resolve_model
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
-NODE_NAME = "stark_tracker"
-EVENTS_QUEUE_DEPTH = 1000
-TRACKS_QUEUE_DEPTH = 10
-# DDS keeps this many target requests until the callback takes them: a planner's burst must not be
-# overwritten in the reader's history before the node could answer it (1000 requests in 0.9 s lost
-# 809 with a depth of 20). What the node cannot take on is answered busy.
-REQUEST_QUEUE_DEPTH = 1000
 LOG_THROTTLE_S = 5.0
 BYTES_PER_MB = 1 << 20
 WORKER_POLL_S = 0.05
@@ -204,7 +217,7 @@ def _header(frame: Frame) -> Header:
 
 class TrackerNode(LifecycleNode):
     def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, **kwargs)
+        super().__init__(DEFAULT_NODE_NAME, **kwargs)
         self._log = self.get_logger()
         runtime_log = logging.getLogger("stark_ros")
         runtime_log.addHandler(_RosLogHandler(self._log))
@@ -286,32 +299,29 @@ class TrackerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _create_outputs(self) -> None:
-        events_qos = QoSProfile(depth=EVENTS_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                                history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
-        self._tracks_pub = self.create_publisher(TrackedObjectArray, "tracks", TRACKS_QUEUE_DEPTH)
-        self._events_pub = self.create_publisher(TrackEvent, "events", events_qos)
-        self._debug_pub = self.create_publisher(Image, "debug_image", qos_profile_sensor_data)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", TRACKS_QUEUE_DEPTH)
+        self._tracks_pub = self.create_publisher(TrackedObjectArray, TRACKS_TOPIC, TRACKS_QOS)
+        self._events_pub = self.create_publisher(TrackEvent, EVENTS_TOPIC, EVENTS_QOS)
+        self._debug_pub = self.create_publisher(Image, DEBUG_IMAGE_TOPIC, IMAGE_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._pubs = [self._tracks_pub, self._events_pub, self._debug_pub, self._diag_pub]
-        self._detections = DetectionsOutput(self, self.p("publish_detections"), TRACKS_QUEUE_DEPTH)
+        self._detections = DetectionsOutput(self, self.p("publish_detections"), TRACKS_QOS)
         self._pubs += self._detections.publishers
         self._tracker_services = [
-            self.create_service(StartTracking, "start_tracking", self._srv_start, callback_group=self._group),
-            self.create_service(CancelTracking, "cancel_tracking", self._srv_cancel, callback_group=self._group),
-            self.create_service(ListTargets, "list_targets", self._srv_list, callback_group=self._group),
+            self.create_service(StartTracking, START_TRACKING_SERVICE, self._srv_start, callback_group=self._group),
+            self.create_service(CancelTracking, CANCEL_TRACKING_SERVICE, self._srv_cancel, callback_group=self._group),
+            self.create_service(ListTargets, LIST_TARGETS_SERVICE, self._srv_list, callback_group=self._group),
         ]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         qos_options = QoSOverridingOptions.with_default_policies()
         if self.p("compressed"):
-            sub = self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
-                                           qos_profile_sensor_data, callback_group=self._image_group,
+            sub = self.create_subscription(CompressedImage, COMPRESSED_IMAGE_TOPIC, self._on_compressed,
+                                           IMAGE_QOS, callback_group=self._image_group,
                                            qos_overriding_options=qos_options)
         else:
-            sub = self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data,
+            sub = self.create_subscription(Image, IMAGE_TOPIC, self._on_image, IMAGE_QOS,
                                            callback_group=self._image_group, qos_overriding_options=qos_options)
-        target_qos = QoSProfile(depth=REQUEST_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-        self._subs = [sub, self.create_subscription(TargetRequest, "target", self._on_target, target_qos,
+        self._subs = [sub, self.create_subscription(TargetRequest, TARGET_TOPIC, self._on_target, REQUEST_QOS,
                                                     callback_group=self._group)]
         self._running = True
         self._worker = threading.Thread(target=self._work, name="stark_worker", daemon=True)
@@ -408,7 +418,7 @@ class TrackerNode(LifecycleNode):
                                         f"{MIN_FRAME_SIDE_PX} px a side)")
             return
         received = time.monotonic_ns()
-        frame = Frame(stamp_ns(header.stamp.sec, header.stamp.nanosec), header.frame_id, rgb, received,
+        frame = Frame(stamp_ns(header.stamp), header.frame_id, rgb, received,
                       header=header)
         self._stats.decode_ms.append((received - start_ns) / 1e6)
         with self._wake:
@@ -426,7 +436,7 @@ class TrackerNode(LifecycleNode):
         self._submit(self._request_from(msg))
 
     def _request_from(self, target: TargetRequest, reply=None) -> Request:
-        return Request(stamp_ns=stamp_ns(target.header.stamp.sec, target.header.stamp.nanosec),
+        return Request(stamp_ns=stamp_ns(target.header.stamp),
                        frame_id=target.header.frame_id, box=msg_to_box(target.bbox), target_id=target.id,
                        label=target.label, deadline=time.monotonic() + self.p("request_timeout"),
                        header=target.header, reply=reply)
@@ -648,7 +658,7 @@ class TrackerNode(LifecycleNode):
         runtime = self._runtime
         if self._diag_pub is None:
             return
-        status = DiagnosticStatus(name=f"{self.get_name()}: STARK tracker", hardware_id="onnxruntime")
+        status = DiagnosticStatus(name=f"{self.get_name()}: {DIAGNOSTICS_STATUS}", hardware_id="onnxruntime")
         latency, infer, decode = sorted(s.latency_ms), sorted(s.infer_ms), sorted(s.decode_ms)
         status.level = DiagnosticStatus.OK if runtime is not None else DiagnosticStatus.WARN
         status.message = "tracking" if len(self._listed) else "idle"

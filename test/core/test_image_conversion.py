@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from stark_ros.node.image_conversion import ENCODINGS, ImageConversionError, ImageConverter
+from stark_ros.core.images import ENCODINGS, ImageConversionError, ImageConverter
 
 CONV = ImageConverter()
 

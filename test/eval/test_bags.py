@@ -54,9 +54,9 @@ def test_replay_equals_offline_runtime(short_seq, tmp_path, untrained_lite_model
     rt = StarkRuntime(untrained_lite_model, RuntimeOptions(providers=("CPUExecutionProvider",), intra_op_threads=1))
     rt.add_target(seq.frame(0), seq.boxes[0], "target")
     offline = [seq.boxes[0]] + [rt.update(seq.frame(i))[0].box for i in range(1, len(seq))]
-    from stark_ros.bag.io import stamp_ns
+    from stark_ros.core.stamps import stamp_ns
 
-    frame_index = {stamp_ns(m.header): i for i, (_, m) in enumerate(read_bag(bag).frames)}
+    frame_index = {stamp_ns(m.header.stamp): i for i, (_, m) in enumerate(read_bag(bag).frames)}
     tracked = sorted(result.tracks)
     assert len(tracked) >= len(seq) - 3 and result.dropped <= 3, (len(tracked), result.dropped)
     idx = [frame_index[s] for s in tracked]

@@ -98,7 +98,7 @@ def test_this_environment_answers_from_the_ament_index():
 
     # Every tool asks the same module.
     from stark_ros.bag.io import msg_dir
-    from stark_ros.node.process import installed_params_file, tracker_executable
+    from stark_ros.client.process import installed_params_file, tracker_executable
     from stark_ros.runtime import default_model_dir
 
     assert tracker_executable() == [str(locate.executable())]

@@ -3,14 +3,16 @@ request matcher (every REJECTED reason, in order), the pending queue, target rec
 per-reason log throttle. numpy only, no rclpy."""
 
 import math
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
 from stark_ros.core.geometry import BoxProblem
-from stark_ros.node.frame_buffer import NS_PER_S, Frame, FrameBuffer, LatestFrameQueue, Lookup, stamp_ns
-from stark_ros.node.image_conversion import ImageConversionError, ImageConverter, compressed_size
+from stark_ros.core.images import ImageConversionError, ImageConverter, compressed_size
+from stark_ros.core.stamps import NS_PER_S, split_ns, stamp_ns
+from stark_ros.node.frame_buffer import Frame, FrameBuffer, LatestFrameQueue, Lookup
 from stark_ros.node.log_throttle import ReasonLog
 from stark_ros.node.requests import MAX_BOX_TO_FRAME, MatchSettings, PendingRequests, Reason, Request, Verdict, match
 from stark_ros.node.targets import TargetTable
@@ -40,9 +42,13 @@ def request(box=GOOD_BOX, stamp: int = T0, frame_id: str = "camera", target_id: 
 
 # ---------------------------------------------------------------------------------- time rule
 def test_stamps_of_any_sign_convert():
-    assert stamp_ns(-5, 0) == -5 * NS_PER_S
-    assert stamp_ns(0, 0) == 0
-    assert stamp_ns(1, 500) == NS_PER_S + 500
+    assert stamp_ns(SimpleNamespace(sec=-5, nanosec=0)) == -5 * NS_PER_S
+    assert stamp_ns(SimpleNamespace(sec=0, nanosec=0)) == 0
+    assert stamp_ns(SimpleNamespace(sec=1, nanosec=500)) == NS_PER_S + 500
+    # Back to a message's (sec, nanosec): nanosec stays in [0, 1e9) for negative stamps too.
+    for ns in (-3 * NS_PER_S - 1, -1, 0, NS_PER_S + 500):
+        sec, nanosec = split_ns(ns)
+        assert 0 <= nanosec < NS_PER_S and stamp_ns(SimpleNamespace(sec=sec, nanosec=nanosec)) == ns
 
 
 def test_frames_are_numbered_in_arrival_order_whatever_their_stamps():

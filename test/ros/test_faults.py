@@ -10,17 +10,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 from stark_ros.msg import TrackEvent
 from stark_ros.srv import StartTracking
 
+from stark_ros.client.process import rss_mb
+from stark_ros.core.stamps import NS_PER_S as NS
+from stark_ros.core.stamps import set_stamp, stamp_ns
 from stark_ros.datasets import load_simple_sequence
-from stark_ros.node.messages import box_to_msg, msg_to_box
+from stark_ros.interface import START_TRACKING_SERVICE, box_to_msg, msg_to_box
 
-from .conftest import TrackerProcess, wait_for
+from .conftest import start_tracker, wait_for
 
-NS = 1_000_000_000
 PERIOD_NS = 100_000_000
 START_NS = 1_000 * NS
 # The node with the untrained STARK-Lite and every buffer filled stays far below this; a decoded
@@ -36,18 +37,6 @@ def stamp(i: int, base: int = START_NS) -> int:
     return base + i * PERIOD_NS
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
-def set_stamp(header, ns: int) -> None:
-    # divmod keeps nanosec in [0, 1e9) for negative stamps too, as a ROS Time message requires.
-    header.stamp.sec, header.stamp.nanosec = divmod(ns, NS)
-
-
 def start_request(box, ns: int, target_id: str = "", frame_id: str = "camera") -> StartTracking.Request:
     req = StartTracking.Request()
     req.target.bbox = box_to_msg(box)
@@ -57,10 +46,9 @@ def start_request(box, ns: int, target_id: str = "", frame_id: str = "camera") -
     return req
 
 
-def call_async(client, name, request):
-    cli = client.node.create_client(StartTracking, name)
-    assert cli.wait_for_service(timeout_sec=30.0), f"service {name} not available"
-    return cli.call_async(request)
+def start_call(client, request):
+    """The future of a start_tracking call."""
+    return client.call_async(StartTracking, START_TRACKING_SERVICE, request)
 
 
 def answer_of(client, target_id: str, what: str, timeout: float = 30.0):
@@ -90,7 +78,7 @@ def test_hostile_stamps_never_stop_tracking(tracker, sequence):
     assert tracked_ids(client.publish_and_wait(client.image_msg(f[1], -5 * NS), resend=True)) == ["t"]
     client.request(sequence.boxes[0], -3 * NS, target_id="neg")
     assert "negative" in answer_of(client, "neg", "an answer to the negative-stamp request").reason
-    answer = call_async(client, "start_tracking", start_request(sequence.boxes[0], -3 * NS, "negsrv"))
+    answer = start_call(client, start_request(sequence.boxes[0], -3 * NS, "negsrv"))
     wait_for(answer.done, 30.0, "the negative-stamp service answer")
     assert not answer.result().success and "negative" in answer.result().reason
     assert proc.proc.poll() is None
@@ -106,7 +94,7 @@ def test_hostile_stamps_never_stop_tracking(tracker, sequence):
     # Backwards (the bag starts over): tracking goes on, the log says why, a re-init starts.
     loop = START_NS - 500 * NS
     assert len(client.publish_and_wait(client.image_msg(f[0], stamp(0, loop)), resend=True).objects) == 2
-    wait_for(lambda: "went back" in proc.log(), 10.0, "the log line about stamps going back")
+    wait_for(lambda: "went back" in proc.log_text(), 10.0, "the log line about stamps going back")
     client.request(sequence.boxes[0], stamp(0, loop), target_id="t")
     restarted = client.wait_event(lambda e: e.id == "t" and e.type == TrackEvent.INITIALIZED
                                   and e.header.stamp.sec == stamp(0, loop) // NS, what="re-init after the loop")
@@ -171,7 +159,7 @@ def test_concurrent_service_calls_do_not_starve_the_images(tracker, sequence):
             time.sleep(1.0 / FRAME_RATE_HZ)
     cam = threading.Thread(target=camera, daemon=True)
     ahead = stamp(200 + round(CALL_AHEAD_S * FRAME_RATE_HZ))
-    futures = [call_async(client, "start_tracking", start_request(sequence.boxes[0], ahead, f"c{k}"))
+    futures = [start_call(client, start_request(sequence.boxes[0], ahead, f"c{k}"))
                for k in range(CONCURRENT_CALLS)]
     cam.start()
     try:
@@ -197,9 +185,9 @@ def test_catch_up_emits_events(tracker, shared):
         client.publish_and_wait(client.image_msg(img, stamp(i)), resend=True)
     client.request(seq.boxes[0], stamp(0), target_id="car")
     lost = client.wait_event(lambda e: e.id == "car" and e.type == TrackEvent.LOST, what="LOST during catch-up")
-    lost_frame = round((lost.header.stamp.sec * NS + lost.header.stamp.nanosec - START_NS) / PERIOD_NS)
+    lost_frame = round((stamp_ns(lost.header.stamp) - START_NS) / PERIOD_NS)
     assert blank_from <= lost_frame < frames
-    assert "LOST" in proc.log() or "lost" in proc.log()
+    assert "LOST" in proc.log_text() or "lost" in proc.log_text()
 
 
 def _png(width: int, height: int) -> bytes:
@@ -213,12 +201,7 @@ def _png(width: int, height: int) -> bytes:
 def test_unbounded_inputs_are_refused_before_work(tracker, sequence):
     """Huge boxes, a 10000 x 10000 PNG, a 1x1 frame mid-track: refused or skipped with a reason
     (counted on /diagnostics), the target tracks on, and the node's memory stays bounded."""
-    proc, client = tracker("bounds", compressed=True)
-    diagnostics = {}
-    client.node.create_subscription(
-        DiagnosticArray, "/diagnostics",
-        lambda m: diagnostics.update({kv.key: kv.value for s in m.status if "bounds" in s.name for kv in s.values}),
-        10)
+    proc, client = tracker("bounds", compressed=True, diagnostics=True)
     client.publish_and_wait(client.image_msg(sequence.frame(0), stamp(0)))
     client.request(sequence.boxes[0], stamp(0), target_id="t")
     client.request((0.0, 0.0, 3000.0, 3000.0), stamp(0), target_id="big")
@@ -238,11 +221,12 @@ def test_unbounded_inputs_are_refused_before_work(tracker, sequence):
     (obj,) = after.objects
     x, y, w, h = msg_to_box(obj.bbox)
     assert obj.id == "t" and x >= 0 and y >= 0 and w > 1 and h > 1
-    wait_for(lambda: "degenerate=" in diagnostics.get("frames_skipped_by_reason", "")
-             and "unreadable=" in diagnostics.get("frames_skipped_by_reason", ""), 10.0,
+    def skipped() -> str:
+        return client.latest_diagnostics().get("frames_skipped_by_reason", "")
+    wait_for(lambda: "degenerate=" in skipped() and "unreadable=" in skipped(), 10.0,
              "the skip reasons on /diagnostics")
-    assert "box_too_large=2" in diagnostics["requests_rejected_by_reason"]
-    log = proc.log()
+    assert "box_too_large=2" in client.latest_diagnostics()["requests_rejected_by_reason"]
+    log = proc.log_text()
     assert "exceeds max_image_pixels" in log and "too small to track" in log
     assert rss_mb(proc.proc.pid) < MEMORY_BOUND_MB
 
@@ -256,7 +240,7 @@ def test_raw_frames_that_claim_huge_sizes_are_skipped(tracker, sequence):
     set_stamp(liar.header, stamp(1))
     client.image_pub.publish(liar)
     assert tracked_ids(client.publish_and_wait(client.image_msg(sequence.frame(2), stamp(2)), resend=True)) == ["t"]
-    wait_for(lambda: "exceeds max_image_pixels" in proc.log(), 10.0, "the skip line")
+    wait_for(lambda: "exceeds max_image_pixels" in proc.log_text(), 10.0, "the skip line")
 
 
 @pytest.mark.parametrize("size", [(640, 480), (1280, 720)], ids=["640x480", "1280x720"])
@@ -288,9 +272,9 @@ def test_model_with_nan_weights_fails_configure(ros_context, tmp_path, untrained
             if arr.dtype.kind == "f" and arr.size > 1:
                 init.CopyFrom(numpy_helper.from_array(np.full_like(arr, np.nan), init.name))
         onnx.save(model, str(nan_model / name))
-    proc = TrackerProcess(tmp_path, "nanmodel", model=str(nan_model), intra_op_threads=1)
+    proc = start_tracker(tmp_path, "nanmodel", model=str(nan_model), intra_op_threads=1)
     code = proc.proc.wait(60)
-    log = proc.log()
+    log = proc.log_text()
     proc.stop()
     assert code == 1, log
     assert "configure failed" in log and "non-finite" in log

@@ -15,17 +15,24 @@ from stark_ros.msg import TrackEvent
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
 from stark_ros.core.geometry import BoxProblem
+from stark_ros.core.images import ImageConverter
+from stark_ros.core.stamps import NS_PER_S, set_stamp, stamp_ns
 from stark_ros.datasets import load_simple_sequence
+from stark_ros.interface import (
+    CANCEL_TRACKING_SERVICE,
+    LIST_TARGETS_SERVICE,
+    START_TRACKING_SERVICE,
+    box_to_msg,
+    msg_to_box,
+)
 from stark_ros.node.frame_buffer import Lookup
-from stark_ros.node.image_conversion import ImageConverter
-from stark_ros.node.messages import box_to_msg, msg_to_box
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
 
-from .conftest import wait_for
+from .conftest import TrackerClient, start_tracker
 
 SEQUENCE = "otb_crossing"
 FRAME_PERIOD_NS = 100_000_000
-START_NS = 1_000 * 1_000_000_000
+START_NS = 1_000 * NS_PER_S
 INIT_FRAME = 1          # the request is stamped on this frame...
 BUFFERED_FRAMES = 5     # ...after this many frames were already published (so it is not the newest)
 TRACKED_FRAMES = 12
@@ -34,14 +41,6 @@ BOX_TOLERANCE_PX = 1e-3
 
 def stamp(i: int) -> int:
     return START_NS + i * FRAME_PERIOD_NS
-
-
-def call(client, srv_type, name, request, timeout=30.0):
-    cli = client.node.create_client(srv_type, name)
-    assert cli.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-    future = cli.call_async(request)
-    wait_for(future.done, timeout, f"the answer of {name}")
-    return future.result()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def test_published_boxes_equal_the_runtime(tracker, sequence, untrained_lite_mod
         client.publish_and_wait(m)
     client.request(sequence.boxes[INIT_FRAME], stamp(INIT_FRAME), target_id="walker", label="person")
     init = client.wait_event(lambda e: e.type == TrackEvent.INITIALIZED, what="INITIALIZED")
-    assert init.id == "walker" and init.header.stamp.sec == stamp(INIT_FRAME) // 1_000_000_000
+    assert init.id == "walker" and init.header.stamp.sec == stamp(INIT_FRAME) // NS_PER_S
     published = [client.publish_and_wait(m) for m in msgs[BUFFERED_FRAMES:]]
 
     # The same frames through the runtime directly (decoded the way the node decodes them).
@@ -118,7 +117,7 @@ def test_bad_frames_are_skipped_and_tracking_goes_on(tracker, sequence):
     msg = client.publish_and_wait(client.image_msg(sequence.frame(2), stamp(2)))
     assert [o.id for o in msg.objects] == ["t"]
     assert proc.proc.poll() is None
-    assert "frame skipped" in proc.log()
+    assert "frame skipped" in proc.log_text()
 
 
 def test_undecodable_compressed_frames_are_skipped(tracker, sequence):
@@ -131,7 +130,7 @@ def test_undecodable_compressed_frames_are_skipped(tracker, sequence):
     client.image_pub.publish(garbage)
     msg = client.publish_and_wait(client.image_msg(sequence.frame(1), stamp(1)))
     assert [o.id for o in msg.objects] == ["t"]
-    assert "the compressed image" in proc.log()
+    assert "the compressed image" in proc.log_text()
 
 
 def test_services_start_list_cancel(tracker, sequence):
@@ -139,23 +138,23 @@ def test_services_start_list_cancel(tracker, sequence):
     client.publish_and_wait(client.image_msg(sequence.frame(0), stamp(0)))
     req = StartTracking.Request()
     req.target.bbox = box_to_msg(sequence.boxes[0])
-    req.target.header.stamp.sec, req.target.header.stamp.nanosec = divmod(stamp(0), 1_000_000_000)
+    set_stamp(req.target.header, stamp(0))
     req.target.header.frame_id = "camera"
-    answer = call(client, StartTracking, "start_tracking", req)
+    answer = client.call(StartTracking, START_TRACKING_SERVICE, req)
     assert answer.success and answer.id, answer.reason
     bad = StartTracking.Request()
     bad.target.bbox = box_to_msg((1.0, 1.0, 0.0, 0.0))
     bad.target.header = req.target.header
-    refused = call(client, StartTracking, "start_tracking", bad)
+    refused = client.call(StartTracking, START_TRACKING_SERVICE, bad)
     assert not refused.success and refused.reason == BoxProblem.NON_POSITIVE_SIZE.value
-    listed = call(client, ListTargets, "list_targets", ListTargets.Request())
+    listed = client.call(ListTargets, LIST_TARGETS_SERVICE, ListTargets.Request())
     assert [t.id for t in listed.targets] == [answer.id]
-    unknown = call(client, CancelTracking, "cancel_tracking", CancelTracking.Request(id="nope"))
+    unknown = client.call(CancelTracking, CANCEL_TRACKING_SERVICE, CancelTracking.Request(id="nope"))
     assert not unknown.success and "no active target" in unknown.reason
-    cancelled = call(client, CancelTracking, "cancel_tracking", CancelTracking.Request(id=answer.id))
+    cancelled = client.call(CancelTracking, CANCEL_TRACKING_SERVICE, CancelTracking.Request(id=answer.id))
     assert cancelled.success and list(cancelled.cancelled_ids) == [answer.id]
     client.wait_event(lambda e: e.type == TrackEvent.CANCELLED and e.id == answer.id, what="CANCELLED")
-    assert not call(client, ListTargets, "list_targets", ListTargets.Request()).targets
+    assert not client.call(ListTargets, LIST_TARGETS_SERVICE, ListTargets.Request()).targets
 
 
 def test_overload_drops_frames_and_keeps_up(tracker, sequence):
@@ -168,7 +167,7 @@ def test_overload_drops_frames_and_keeps_up(tracker, sequence):
         client.image_pub.publish(m)
     # The last best-effort frame of a burst may be lost in DDS: publish_and_wait sends it again.
     client.publish_and_wait(frames[-1], timeout=60.0, resend=True)
-    processed = {(t.header.stamp.sec, t.header.stamp.nanosec) for t in client.tracks}
+    processed = set(client.tracks_by_stamp())
     assert len(processed) < len(frames)  # frames were dropped, not queued without bound
     assert proc.proc.poll() is None
 
@@ -182,7 +181,7 @@ def test_runtime_parameters_are_validated(tracker):
             v = (ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value) if isinstance(value, float)
                  else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
             req.parameters.append(Parameter(name=key, value=v))
-        return call(client, SetParameters, "params/set_parameters", req).results
+        return client.call(SetParameters, "params/set_parameters", req).results
 
     (ok,) = set_params(lost_threshold=0.2)
     assert ok.successful
@@ -193,32 +192,28 @@ def test_runtime_parameters_are_validated(tracker):
 
 
 def test_missing_model_fails_configure_clearly(ros_context, tmp_path):
-    from .conftest import TrackerProcess
-
-    proc = TrackerProcess(tmp_path, "nomodel", model=str(tmp_path / "does_not_exist"))
+    proc = start_tracker(tmp_path, "nomodel", model=str(tmp_path / "does_not_exist"))
     code = proc.proc.wait(60)
-    log = proc.log()
+    log = proc.log_text()
     proc.stop()
     assert code == 1
     assert "configure failed" in log and "model folder not found" in log
 
 
 def test_manual_lifecycle(ros_context, tmp_path, untrained_lite_model, sequence):
-    from .conftest import Client, TrackerProcess
-
-    proc = TrackerProcess(tmp_path, "managed", model=str(untrained_lite_model), auto_activate=False,
-                          intra_op_threads=1)
-    client = Client("managed")
+    proc = start_tracker(tmp_path, "managed", model=str(untrained_lite_model), auto_activate=False,
+                         intra_op_threads=1)
+    client = TrackerClient("managed", context=ros_context, name="client_managed")
     try:
         for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
             req = ChangeState.Request()
             req.transition.id = transition
-            assert call(client, ChangeState, "managed/change_state", req).success
-        client.wait_connected()
+            assert client.call(ChangeState, "managed/change_state", req).success
+        client.wait_connected(proc)
         client.publish_and_wait(client.image_msg(sequence.frame(0), stamp(0)))
         req = ChangeState.Request()
         req.transition.id = Transition.TRANSITION_DEACTIVATE
-        assert call(client, ChangeState, "managed/change_state", req).success
+        assert client.call(ChangeState, "managed/change_state", req).success
         time.sleep(0.5)
         assert proc.proc.poll() is None
     finally:
@@ -246,7 +241,7 @@ def test_lost_and_reacquired_on_blanked_frames(tracker, shared):
         client.publish_and_wait(client.image_msg(frame, stamp(i)))
     lost = client.wait_event(lambda e: e.type == TrackEvent.LOST, what="LOST")
     back = client.wait_event(lambda e: e.type == TrackEvent.REACQUIRED, what="REACQUIRED")
-    lost_frame = round((lost.header.stamp.sec * 10**9 + lost.header.stamp.nanosec - START_NS) / FRAME_PERIOD_NS)
-    back_frame = round((back.header.stamp.sec * 10**9 + back.header.stamp.nanosec - START_NS) / FRAME_PERIOD_NS)
+    lost_frame = round((stamp_ns(lost.header.stamp) - START_NS) / FRAME_PERIOD_NS)
+    back_frame = round((stamp_ns(back.header.stamp) - START_NS) / FRAME_PERIOD_NS)
     assert BLANK_FROM <= lost_frame < BLANK_TO, lost_frame
     assert back_frame >= BLANK_TO, back_frame
