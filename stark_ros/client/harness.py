@@ -57,7 +57,8 @@ def wait_for(predicate: Callable, timeout: float, what: str, poll: float = POLL_
 
 def paced(times_s: Iterable[float]) -> Iterator[int]:
     """The index of each time (seconds after the first call) once it has come: a camera's clock.
-    A late step is not made up for by sleeping less after it: every later time still holds."""
+    The times hold whatever a step costs: a late step is followed by shorter waits, so a loaded
+    publisher keeps the rate it was asked for (as a camera does) instead of slowing down."""
     start = time.monotonic()
     for i, t in enumerate(times_s):
         wait = start + t - time.monotonic()
