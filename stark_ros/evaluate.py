@@ -45,13 +45,16 @@ def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True
     if kind == "reference":
         if not arg:
             raise ValueError("reference:CHECKPOINT needs a checkpoint")
-        from dataclasses import replace
-
+        from stark_ros.core.lost import NEVER_LOST
         from stark_ros.model import ReferenceTracker, load_checkpoint
+        from stark_ros.runtime.tracker import with_overrides
 
+        # The runtime's policy with the same settings: the same algorithm as runtime:DIR of its export.
         model, cfg = load_checkpoint(arg)
-        settings = replace(cfg.tracker, update_interval=update_interval) if update_interval else cfg.tracker
-        return ReferenceTracker(model, settings), f"stark_{cfg.variant.lower()}_torch", arg
+        settings = with_overrides(cfg.tracker, update_interval=update_interval, size_update_rate=size_update_rate)
+        suffix = ("" if lost_logic else "_nolost") + (f"_size{size_update_rate:g}" if size_update_rate else "")
+        return (ReferenceTracker(model, settings, lost=None if lost_logic else NEVER_LOST),
+                f"stark_{cfg.variant.lower()}_torch{suffix}", arg)
     if kind == "baseline":
         tracker = OpenCVBaseline(arg or None)
         return tracker, tracker.name, "OpenCV, no weights"
@@ -77,9 +80,9 @@ def main(argv=None) -> int:
                         help="tracker to run (repeatable); default: runtime, baseline and static")
     parser.add_argument("--update-interval", type=int, default=None, help="dynamic template update interval")
     parser.add_argument("--lost-logic", choices=["on", "off"], default="on",
-                        help="runtime trackers: the lost-target logic (default on, as the node runs it)")
+                        help="runtime and reference trackers: the lost-target logic (default on, as the node runs it)")
     parser.add_argument("--size-update-rate", type=float, default=None,
-                        help="runtime trackers: share of the network's new box size taken per frame "
+                        help="runtime and reference trackers: share of the network's new box size taken per frame "
                              "(default: the model's own)")
     parser.add_argument("--out", default="out/eval", help="results and report folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

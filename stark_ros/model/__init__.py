@@ -9,6 +9,7 @@ from stark_ros.model.checkpoint import (
     save_checkpoint,
 )
 from stark_ros.model.config import PRESETS, ModelConfig, get_preset
+from stark_ros.model.engine import TorchEngine
 from stark_ros.model.stark import StarkModel, build_model
 from stark_ros.model.tracker import ReferenceTracker
 
@@ -18,6 +19,7 @@ __all__ = [
     "ModelConfig",
     "ReferenceTracker",
     "StarkModel",
+    "TorchEngine",
     "build_model",
     "get_preset",
     "load_checkpoint",

@@ -1,6 +1,7 @@
 """STARK on ONNX Runtime: numpy + OpenCV + onnxruntime only (no torch, no ROS)."""
 
 from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
+from stark_ros.runtime.engine import OrtEngine
 from stark_ros.runtime.models import default_model_dir, resolve_model
 from stark_ros.runtime.session import DEFAULT_PROVIDERS, ModelLoadError, RuntimeOptions
 from stark_ros.runtime.tracker import RuntimeTracker, StarkRuntime, TargetResult, check_frame
@@ -9,6 +10,7 @@ __all__ = [
     "DEFAULT_PROVIDERS",
     "LostSettings",
     "ModelLoadError",
+    "OrtEngine",
     "RuntimeOptions",
     "RuntimeTracker",
     "StarkRuntime",

@@ -4,20 +4,20 @@ forcing, boxes within 0.01 px, scores within 1e-4), and batches targets without 
 import numpy as np
 import pytest
 
+from stark_ros.core.lost import NEVER_LOST
 from stark_ros.datasets import load_simple_sequence
-from stark_ros.runtime import LostSettings, RuntimeOptions, StarkRuntime
+from stark_ros.runtime import RuntimeOptions, StarkRuntime
 
 FRAMES = 22  # two dynamic-template updates at the reference interval (see test_reference_tracker)
 REFERENCE_UPDATE_INTERVAL = 10
 BOX_TOLERANCE_PX = 0.01
 SCORE_TOLERANCE = 1e-4
-# The official tracker has no lost logic: never declare a target lost here.
-NEVER_LOST = LostSettings(lost_threshold=0.0, reacquire_threshold=0.0)
 
 
 @pytest.mark.parametrize("variant", ["ST50", "S50"])
 @pytest.mark.parametrize("sequence", ["otb_crossing", "vot_bag"])
 def test_runtime_matches_official_tracker(variant, sequence, exported_model, shared, stark_reference):
+    # The official tracker has no lost logic: never declare a target lost here.
     rt = StarkRuntime(exported_model(variant), RuntimeOptions(providers=("CPUExecutionProvider",)),
                       NEVER_LOST, update_interval=REFERENCE_UPDATE_INTERVAL)
     seq = load_simple_sequence(shared / "data" / "sot" / sequence)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from stark_ros.core.lost import NEVER_LOST
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.model import ReferenceTracker, load_checkpoint
 
@@ -35,7 +36,8 @@ def replay_with_teacher_forcing(tracker, seq, frames):
 def test_tracker_matches_official(variant, sequence, official_checkpoint, shared, stark_reference):
     torch.set_num_threads(2)
     model, cfg = load_checkpoint(official_checkpoint(variant))
-    tracker = ReferenceTracker(model, replace(cfg.tracker, update_interval=REFERENCE_UPDATE_INTERVAL))
+    # The official tracker has no lost logic: never declare the target lost here.
+    tracker = ReferenceTracker(model, replace(cfg.tracker, update_interval=REFERENCE_UPDATE_INTERVAL), NEVER_LOST)
     seq = load_simple_sequence(shared / "data" / "sot" / sequence)
     expected = np.genfromtxt(stark_reference / f"track_{variant}_{sequence}.txt", delimiter=",")
     results = replay_with_teacher_forcing(tracker, seq, FRAMES)

@@ -1,0 +1,316 @@
+"""The one STARK tracking policy (numpy only), run on any :class:`Engine`.
+
+Everything a tracker decides lives here, once, for the ONNX Runtime tracker
+(:class:`stark_ros.runtime.StarkRuntime`), the PyTorch reference tracker
+(:class:`stark_ros.model.ReferenceTracker`), the benchmarks and the evaluation tools: where the
+search crop goes and how large it is (the lost logic grows it, :mod:`stark_ros.core.lost`), the crops
+themselves and the mapping of the network's box back into the frame (:mod:`stark_ros.core.geometry`),
+size damping and clipping, the score (score head sigmoid or appearance, :mod:`stark_ros.core.appearance`),
+what happens to a non-finite output, the dynamic-template update rule and the LOST / REACQUIRED
+events. An engine only evaluates the network: it turns normalised crops into template tokens and
+(template tokens, search crops) into boxes and score logits, in batches.
+
+Query rule: the policy reads the **first query** of the network's output, box and score alike. The
+official STARK averages ``pred_boxes.view(-1, 4)`` but reads its score with
+``pred_logits.view(-1).sigmoid().item()``, which only works with one query; every official model
+and every preset here has one query, where both rules are the same. With several queries, the first
+one is the only rule under which the box and the score that judges it (LOST, template updates) come
+from the same query, and it is what the exported tracking graph returns (``boxes`` (B, 4)), so a
+model tracks the same before and after export.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from stark_ros.core.appearance import AppearanceModel
+from stark_ros.core.geometry import clip_box, crop_around, damp_size, map_box_back, normalize_patch, validate_box
+from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
+from stark_ros.core.params import SCORE_FROM_APPEARANCE, TrackerSettings
+
+LOG = logging.getLogger(__name__)
+
+# The query whose box and score the policy uses (see the module docstring).
+QUERY = 0
+# Score given to a frame whose network output was not finite (a model with a score head): the
+# lowest confidence, so that a target whose network keeps failing goes LOST.
+NONFINITE_SCORE = 0.0
+# Inputs of the network carry one crop per row: (N, 3, S, S) images and (N, S, S) masks.
+MASK_DTYPE = np.float32
+
+
+class Engine(Protocol):
+    """A STARK network evaluated by some library. Tokens are opaque to the policy: it stores them per
+    target and template slot and hands them back to :meth:`track`."""
+
+    def encode_templates(self, images: np.ndarray, masks: np.ndarray) -> list[Any]:
+        """(N, 3, T, T) normalised template crops + (N, T, T) float pad masks (1 = padding) ->
+        N tokens, one per crop."""
+
+    def track(self, templates_by_slot: list[list[Any]], images: np.ndarray,
+              masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Template tokens per slot (the initial template first; each a list of N tokens) + (N, 3, S, S)
+        search crops + (N, S, S) masks -> boxes (N, Q, 4) cx, cy, w, h normalised to the search
+        crop, score logits (N, Q), or None for a model without a score head."""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target_id: str
+    box: np.ndarray                 # x, y, w, h in frame pixels
+    score: float                    # confidence (sigmoid or appearance); NaN for models without a score head
+    state: TargetState
+    frames_since_confident: int
+    event: TrackEventType | None    # LOST or REACQUIRED on the frame it happened
+
+
+@dataclass
+class _Target:
+    target_id: str
+    templates: list[Any]            # one engine token per template slot
+    box: np.ndarray
+    monitor: LostMonitor
+    # The first look of the target, for models whose score comes from appearance.
+    appearance: AppearanceModel | None = None
+    frame_id: int = 0
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Where one target's search crop was cut: what the network's box is relative to."""
+
+    centre: np.ndarray
+    resize_factor: float
+
+
+def check_frame(frame) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8, got {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame must be HxWx3 RGB, got shape {frame.shape}")
+    return frame
+
+
+def sigmoid(logit: float) -> float:
+    """The score head's confidence; written so that no finite logit overflows ``math.exp``."""
+    x = float(logit)
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def network_input(frame: np.ndarray, box, factor: float, size: int, settings: TrackerSettings):
+    """The crop of ``frame`` around ``box`` as the network takes it: ((1, 3, S, S) float32 image,
+    (1, S, S) float32 pad mask, the crop)."""
+    crop = crop_around(frame, box, factor, size)
+    return (normalize_patch(crop.patch, settings.mean, settings.std),
+            crop.pad_mask[None].astype(MASK_DTYPE), crop)
+
+
+class TrackingPolicy:
+    """Multi-target STARK tracking on ``engine``; one batched engine call per frame for all targets.
+
+    ``settings`` are the model's (from its ONNX metadata or its checkpoint's config), with any
+    caller's overrides applied; ``lost`` are the caller's lost-target thresholds, else
+    ``model_lost`` (the model's score study), else the generic :class:`LostSettings`, which the
+    policy says in the log.
+    """
+
+    def __init__(self, engine: Engine, settings: TrackerSettings, lost: LostSettings | None = None,
+                 model_lost: LostSettings | None = None, lost_source: str = "", variant: str = ""):
+        self.engine = engine
+        self.settings = settings
+        self.lost_settings = lost or model_lost or LostSettings()
+        self._slots = 1 + settings.num_dynamic_templates
+        self._targets: dict[str, _Target] = {}
+        self._ids = itertools.count(1)
+        # Outputs the network returned as NaN/inf since start (the runtime's warm-up fails on any).
+        self.nonfinite_outputs = 0
+        self._say_where_scores_come_from(lost, model_lost, lost_source, variant)
+
+    def _say_where_scores_come_from(self, lost, model_lost, lost_source: str, variant: str) -> None:
+        if not self.has_score_head:
+            LOG.warning("STARK-%s has no score head: lost-target detection is unavailable; targets are "
+                        "tracked without LOST/REACQUIRED events", variant)
+            return
+        if self.uses_appearance_score:
+            LOG.info("STARK-%s: scores come from the appearance of the tracked box (the model says "
+                     "score_source: appearance), not from the score head", variant)
+        if lost is not None:
+            LOG.info("lost-target thresholds given by the caller: %s", lost)
+        elif model_lost is not None:
+            LOG.info("lost-target thresholds of the model (%s): %s", lost_source or "its metadata", model_lost)
+        else:
+            LOG.warning("this model has no tuned lost-target thresholds (no score study in its metadata): "
+                        "using the generic %s; run python -m stark_ros.evaluation.score_study --apply",
+                        self.lost_settings)
+
+    # ------------------------------------------------------------------------- properties
+    @property
+    def has_score_head(self) -> bool:
+        return self.settings.has_score_head
+
+    @property
+    def uses_appearance_score(self) -> bool:
+        return self.has_score_head and self.settings.score_source == SCORE_FROM_APPEARANCE
+
+    @property
+    def target_ids(self) -> list[str]:
+        return list(self._targets)
+
+    def set_lost_settings(self, settings: LostSettings) -> None:
+        self.lost_settings = settings
+        for target in self._targets.values():
+            target.monitor.settings = settings
+
+    # ------------------------------------------------------------------------- targets
+    def add_target(self, frame, box, target_id: str | None = None) -> str:
+        """Start (or restart, for an id in use) a target on ``frame``. Raises ``InvalidBoxError``
+        (a ``ValueError``) for NaN, zero-sized or fully outside boxes, ``ValueError`` for bad frames."""
+        frame = check_frame(frame)
+        box = validate_box(box, frame.shape)
+        target_id = self._next_id() if target_id is None else str(target_id)
+        (template,) = self._encode_templates(frame, [box])
+        # The dynamic templates start as copies of the initial one (the official rule).
+        self._targets[target_id] = _Target(
+            target_id=target_id, templates=[template] * self._slots, box=box,
+            monitor=LostMonitor(self.lost_settings, box),
+            appearance=AppearanceModel(frame, box) if self.uses_appearance_score else None)
+        return target_id
+
+    def remove_target(self, target_id: str) -> bool:
+        return self._targets.pop(str(target_id), None) is not None
+
+    def clear(self) -> list[str]:
+        ids = list(self._targets)
+        self._targets.clear()
+        return ids
+
+    def set_box(self, target_id: str, box) -> None:
+        """Move a target's search region to ``box`` (e.g. a planner's correction) without touching
+        its templates; the target counts as confidently seen there."""
+        target = self._targets[str(target_id)]
+        target.box = np.asarray(box, dtype=np.float64).copy()
+        target.monitor = LostMonitor(self.lost_settings, target.box)
+
+    def box_of(self, target_id: str) -> np.ndarray:
+        return self._targets[str(target_id)].box.copy()
+
+    # ------------------------------------------------------------------------- tracking
+    def update(self, frame, target_ids=None) -> list[TargetResult]:
+        """Track every target (or those in ``target_ids``) into ``frame``, in one batched engine call."""
+        frame = check_frame(frame)
+        targets = self._select(target_ids)
+        if not targets:
+            return []
+        s = self.settings
+        images, masks, searches = [], [], []
+        for t in targets:
+            centre = t.monitor.search_centre(t.box)
+            image, mask, crop = network_input(frame, centre, s.search_factor * t.monitor.search_scale,
+                                              s.search_size, s)
+            images.append(image)
+            masks.append(mask)
+            searches.append(_Search(centre, crop.resize_factor))
+        boxes, logits = self.engine.track([[t.templates[slot] for t in targets] for slot in range(self._slots)],
+                                          np.concatenate(images), np.concatenate(masks))
+        results = [self._step(frame, t, boxes[i, QUERY], None if logits is None else float(logits[i, QUERY]),
+                              searches[i]) for i, t in enumerate(targets)]
+        self._refresh_templates(frame, [t for t, r in zip(targets, results, strict=True)
+                                        if self._template_due(t, r.score)])
+        return results
+
+    def _step(self, frame, target: _Target, net_box, logit: float | None, search: _Search) -> TargetResult:
+        """One target's frame after the network: box and score, lost logic, result."""
+        target.frame_id += 1
+        predicted, score = self._predict(frame, target, net_box, logit, search)
+        reported, event = target.monitor.update(score, predicted)
+        target.box = reported
+        return TargetResult(target.target_id, reported.copy(), score, target.monitor.state,
+                            target.monitor.frames_since_confident, event)
+
+    def _predict(self, frame, target: _Target, net_box, logit: float | None,
+                 search: _Search) -> tuple[np.ndarray, float]:
+        """The network's box in frame pixels (size damped, clipped) and its confidence; the last box
+        and the lowest confidence when the network's output is not finite."""
+        if not (np.all(np.isfinite(net_box)) and (logit is None or math.isfinite(logit))):
+            # Checked on the network's own numbers: clipping would turn a NaN box into a finite one.
+            LOG.warning("target %s: the network returned a non-finite output; keeping the last box",
+                        target.target_id)
+            self.nonfinite_outputs += 1
+            return target.box.copy(), NONFINITE_SCORE if self.has_score_head else math.nan
+        s = self.settings
+        height, width = frame.shape[:2]
+        box = map_box_back(net_box, search.centre, search.resize_factor, s.search_size)
+        box = clip_box(damp_size(box, search.centre, s.size_update_rate), height, width, s.clip_margin)
+        if target.appearance is not None:
+            return box, target.appearance.similarity(frame, box)
+        return box, sigmoid(logit) if logit is not None else math.nan
+
+    def _template_due(self, target: _Target, score: float) -> bool:
+        """The official dynamic-template rule (every ``update_interval`` frames, when the confidence
+        beats ``update_threshold``), on the confidence the policy reports (so a model scored by
+        appearance refreshes on appearance), and never while LOST: a template cut around a held
+        box would teach the tracker the background."""
+        s = self.settings
+        return (self.has_score_head and target.monitor.state is TargetState.TRACKING
+                and target.frame_id % s.update_interval == 0 and score > s.update_threshold)
+
+    def _refresh_templates(self, frame, targets: list[_Target]) -> None:
+        if not targets:
+            return
+        tokens = self._encode_templates(frame, [t.box for t in targets])
+        for target, token in zip(targets, tokens, strict=True):
+            # Slot 0 stays the initial template; slot 1 is the dynamic one.
+            target.templates[1] = token
+
+    # ------------------------------------------------------------------------- internals
+    def _select(self, target_ids) -> list[_Target]:
+        if target_ids is None:
+            return list(self._targets.values())
+        wanted = {str(t) for t in target_ids}
+        return [t for t in self._targets.values() if t.target_id in wanted]
+
+    def _next_id(self) -> str:
+        while True:
+            candidate = str(next(self._ids))
+            if candidate not in self._targets:
+                return candidate
+
+    def _encode_templates(self, frame, boxes) -> list[Any]:
+        s = self.settings
+        crops = [network_input(frame, box, s.template_factor, s.template_size, s) for box in boxes]
+        return self.engine.encode_templates(np.concatenate([c[0] for c in crops]),
+                                            np.concatenate([c[1] for c in crops]))
+
+
+class SingleTargetTracker:
+    """The evaluation tools' protocol on a policy: ``initialize(frame, box)`` /
+    ``track(frame) -> (box, score)``; ``last_result`` keeps the frame's full result (state, event)."""
+
+    TARGET_ID = "target"
+
+    def __init__(self, policy: TrackingPolicy):
+        self.policy = policy
+        self.last_result: TargetResult | None = None
+
+    def initialize(self, frame, box) -> None:
+        self.policy.clear()
+        self.policy.add_target(frame, box, target_id=self.TARGET_ID)
+        self.last_result = None
+
+    def track(self, frame) -> tuple[np.ndarray, float]:
+        if self.TARGET_ID not in self.policy.target_ids:
+            raise RuntimeError("track() called before initialize()")
+        (result,) = self.policy.update(frame, [self.TARGET_ID])
+        self.last_result = result
+        return result.box, result.score

@@ -1,0 +1,62 @@
+"""The ONNX Runtime engine of the tracking policy (:class:`stark_ros.core.policy.Engine`): the two
+exported graphs of a model folder, and nothing else (no crops, no decisions: those are the policy's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stark_ros.core import model_metadata as md
+from stark_ros.runtime.session import GraphSession, ModelLoadError, RuntimeOptions
+
+# A token of this engine: the template graph's (feat, feat_mask, pos) for one crop, batch 1 each.
+Token = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def resolve_model_dir(model_dir) -> Path:
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: model folder not found (expected {md.TEMPLATE_FILE} and {md.TRACK_FILE})")
+    return path
+
+
+class OrtEngine:
+    """``template.onnx`` + ``track.onnx`` of one export. ``info`` is the export's metadata (its
+    tracker settings, lost thresholds and score source are the model's own)."""
+
+    def __init__(self, model_dir, options: RuntimeOptions | None = None):
+        self.options = options or RuntimeOptions()
+        self.model_dir = resolve_model_dir(model_dir)
+        self.template = GraphSession(self.model_dir / md.TEMPLATE_FILE, md.GRAPH_TEMPLATE, self.options)
+        self.track_graph = GraphSession(self.model_dir / md.TRACK_FILE, md.GRAPH_TRACK, self.options)
+        if self.template.info != self.track_graph.info:
+            raise ModelLoadError(f"{self.model_dir}: {md.TEMPLATE_FILE} and {md.TRACK_FILE} come from different "
+                                 f"exports ({self.template.info.source_sha256[:12]} vs "
+                                 f"{self.track_graph.info.source_sha256[:12]})")
+        self.info = self.track_graph.info
+        self.template.require_inputs([md.IN_IMAGE, md.IN_MASK])
+        self._prefixes = md.TEMPLATE_INPUT_PREFIXES[: 1 + self.info.settings.num_dynamic_templates]
+        self.track_graph.require_inputs([n for p in self._prefixes for n in md.token_input_names(p)]
+                                        + [md.IN_SEARCH_IMAGE, md.IN_SEARCH_MASK])
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return self.track_graph.providers
+
+    def encode_templates(self, images: np.ndarray, masks: np.ndarray) -> list[Token]:
+        feat, mask, pos = self.template.run({md.IN_IMAGE: images, md.IN_MASK: masks})
+        return [(feat[i:i + 1], mask[i:i + 1], pos[i:i + 1]) for i in range(len(images))]
+
+    def track(self, templates_by_slot: list[list[Token]], images: np.ndarray,
+              masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        feeds = {md.IN_SEARCH_IMAGE: images, md.IN_SEARCH_MASK: masks}
+        for prefix, tokens in zip(self._prefixes, templates_by_slot, strict=True):
+            for part, name in enumerate(md.token_input_names(prefix)):
+                feeds[name] = np.concatenate([token[part] for token in tokens])
+        outputs = self.track_graph.run(feeds)
+        # The graph returns the first query only (boxes (N, 4), logits (N, 1)): that is the policy's
+        # query rule, so the query axis has length 1 here.
+        boxes = outputs[0][:, None, :]
+        logits = outputs[1] if len(outputs) > 1 else None
+        return boxes, logits
