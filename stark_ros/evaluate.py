@@ -46,8 +46,8 @@ def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True
         if not arg:
             raise ValueError("reference:CHECKPOINT needs a checkpoint")
         from stark_ros.core.lost import NEVER_LOST
+        from stark_ros.core.policy import with_overrides
         from stark_ros.model import ReferenceTracker, load_checkpoint
-        from stark_ros.runtime.tracker import with_overrides
 
         # The runtime's policy with the same settings: the same algorithm as runtime:DIR of its export.
         model, cfg = load_checkpoint(arg)

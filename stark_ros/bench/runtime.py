@@ -1,12 +1,15 @@
-"""``python -m stark_ros.bench runtime``: ONNX Runtime (CPU) against PyTorch eager, side by side.
+"""``python -m stark_ros.bench runtime``: the library's two engines side by side, through its public API.
 
 Prints, per variant, figures measured in this one run on the same frames:
-* network time per frame (search crop -> box and score, templates precomputed, the way a tracker
-  runs) of PyTorch eager and of the exported tracking graph on ONNX Runtime, and their ratio;
-* the whole tracker per frame (crops, network, box mapping) of the PyTorch reference tracker and
-  of the ONNX runtime tracker;
-* the tracking graph's FLOPs (counted on the exported graph) and the GFLOP/s ONNX Runtime achieves,
-  as a share of the machine's sgemm peak measured here with numpy matmul at the same thread count;
+* network time per frame (search crop -> box and score, templates encoded once, the way the policy
+  runs it) of the PyTorch engine (:class:`stark_ros.model.engine.TorchEngine`, eager) and of the ONNX
+  Runtime engine (:class:`stark_ros.runtime.engine.OrtEngine`), and their ratio;
+* the whole tracker per frame (the tracking policy: crops, network, mapping, lost logic) of the
+  PyTorch reference tracker and of the ONNX runtime tracker;
+* the tracking graph's FLOPs (counted on the exported graph) and the GFLOP/s each engine achieves, as
+  a share of the float32 matmul peak of ONNX Runtime itself (one MatMul graph built with the ``onnx``
+  helper API, run at the same thread count): the library the engine runs on, in this process, with
+  its own BLAS and threading, so no share can exceed 100% through a slower reference;
 * the cost of 1, 2, 4, 8 targets (one batched call) relative to one.
 
 Speed does not depend on the weights, so models are seeded random networks unless a checkpoint is
@@ -20,7 +23,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +37,16 @@ DEFAULT_SEQUENCE = "otb_crossing"
 DEFAULT_FRAMES = 12
 DEFAULT_ROUNDS = 3
 TARGET_COUNTS = (1, 2, 4, 8)
-# Square sgemm sizes tried for the peak; the best of them counts (large enough to be compute bound).
-SGEMM_SIZES = (1024, 2048)
-SGEMM_REPEATS = 5
+# Square MatMul sizes tried for the peak; the best of them counts (large enough to be compute bound).
+PEAK_SIZES = (1024, 2048)
+PEAK_REPEATS = 5
+# Opset of the peak's MatMul graph (MatMul is unchanged since opset 13).
+PEAK_OPSET = 17
 # Goals of the issue for ST50 on the CPU.
 GOAL_SPEEDUP = 1.5
 GOAL_PEAK_SHARE = 0.5
+MS = 1e3
+GIGA = 1e9
 
 
 # ------------------------------------------------------------------------------------ FLOPs
@@ -119,31 +125,31 @@ def _run_shapes(proto, names: list[str]) -> dict[str, list[int]]:
     return {name: list(value.shape) for name, value in zip(names, values, strict=True)}
 
 
-# ------------------------------------------------------------------------------------ sgemm peak
-def sgemm_peak_gflops(threads: int) -> float:
-    """Best float32 matmul GFLOP/s of numpy with ``threads`` BLAS threads, measured in a child
-    process because OpenBLAS fixes its thread count when numpy is first imported."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads)}
-    done = subprocess.run([sys.executable, "-m", "stark_ros.bench.runtime", "--sgemm-child"],
-                          capture_output=True, text=True, env=env, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+# ------------------------------------------------------------------------------------ matmul peak
+def matmul_peak_gflops(threads: int) -> float:
+    """Best float32 GFLOP/s of ONNX Runtime's own MatMul (one MatMul node, CPU provider, ``threads``
+    intra-op threads, full graph optimisation: as the engine's sessions are made)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
 
-
-def _sgemm_child() -> None:
-    best = 0.0
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     rng = np.random.default_rng(SEED)
-    for n in SGEMM_SIZES:
-        a = rng.standard_normal((n, n), dtype=np.float32)
-        b = rng.standard_normal((n, n), dtype=np.float32)
-        a @ b  # warm-up: thread pool start, page faults
-        times = []
-        for _ in range(SGEMM_REPEATS):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-        best = max(best, 2.0 * n ** 3 / min(times) / 1e9)
-    print(best)
+    best = 0.0
+    for n in PEAK_SIZES:
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])], f"matmul_{n}",
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b")],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", PEAK_OPSET)])
+        session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
+                                       providers=["CPUExecutionProvider"])
+        feeds = {name: rng.standard_normal((n, n), dtype=np.float32) for name in ("a", "b")}
+        session.run(None, feeds)  # warm-up: thread pool start, page faults
+        seconds = min(_timed(lambda s=session, f=feeds: s.run(None, f)) for _ in range(PEAK_REPEATS))
+        best = max(best, 2.0 * n ** 3 / seconds / GIGA)
+    return best
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -163,136 +169,129 @@ def load_inputs(sequence: str, num_frames: int) -> Inputs:
                   f"{sequence} frames 0..{n - 1} ({seq.frame(0).shape[1]}x{seq.frame(0).shape[0]})")
 
 
-def _median_round(run, rounds: int) -> float:
-    return statistics.median(run() for _ in range(rounds))
-
-
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
+def alternate(runs: dict, rounds: int) -> dict:
+    """Median seconds of each named callable, run one after the other round by round."""
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name].append(_timed(run))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 # ------------------------------------------------------------------------------------ one variant
-def bench_variant(variant: str, inputs: Inputs, threads: int, rounds: int, checkpoint: str | None,
-                  graph_optimization: str, workdir: Path) -> dict:
+@dataclass
+class Setup:
+    """One model, both ways: the reference tracker (policy + TorchEngine) and the runtime
+    (policy + OrtEngine on its export), with the same settings."""
+
+    variant: str
+    model_dir: Path
+    reference: object       # ReferenceTracker
+    runtime: object         # StarkRuntime
+
+
+def make_setup(variant: str, threads: int, checkpoint: str | None, graph_optimization: str,
+               workdir: Path) -> Setup:
     import torch
 
-    from stark_ros.core import model_metadata as md
-    from stark_ros.core.geometry import crop_around, normalize_patch
     from stark_ros.export import export_model
     from stark_ros.model import ReferenceTracker, build_model, get_preset, load_checkpoint
-    from stark_ros.runtime import RuntimeOptions, RuntimeTracker, StarkRuntime
+    from stark_ros.runtime import RuntimeOptions, StarkRuntime
 
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
-    if checkpoint:
-        model, _ = load_checkpoint(checkpoint, variant=variant)
-    else:
-        model = build_model(get_preset(variant))
-    model = model.eval()
+    model = load_checkpoint(checkpoint, variant=variant)[0] if checkpoint else build_model(get_preset(variant))
     out_dir = workdir / variant
-    export_model(model, out_dir, source_sha256=f"benchmark-seed-{SEED}")
-    s = model.config.tracker
+    export_model(model.eval(), out_dir, source_sha256=f"benchmark-seed-{SEED}")
     options = RuntimeOptions(providers=("CPUExecutionProvider",), intra_op_threads=threads,
                              graph_optimization=graph_optimization)
-    rt = StarkRuntime(out_dir, options=options)
+    return Setup(variant, out_dir, ReferenceTracker(model), StarkRuntime(out_dir, options=options))
 
-    # ---- network only: identical search crops through both engines
-    frames, boxes = inputs.frames, inputs.boxes
-    t_crop = crop_around(frames[0], boxes[0], s.template_factor, s.template_size)
-    t_img = normalize_patch(t_crop.patch, s.mean, s.std)
-    t_mask = t_crop.pad_mask[None].astype(np.float32)
-    searches = []
-    for frame, box in zip(frames[1:], boxes[:-1], strict=True):
-        c = crop_around(frame, box, s.search_factor, s.search_size)
-        searches.append((normalize_patch(c.patch, s.mean, s.std), c.pad_mask[None].astype(np.float32)))
-    with torch.no_grad():
-        tpl = model.forward_backbone(torch.from_numpy(t_img), torch.from_numpy(t_mask))
-    templates = [tpl] * model.config.num_templates
-    tokens = rt._template.run({md.IN_IMAGE: t_img, md.IN_MASK: t_mask})
-    prefixes = md.TEMPLATE_INPUT_PREFIXES[: model.config.num_templates]
 
-    def feeds(batch_searches):
-        f = {md.IN_SEARCH_IMAGE: np.concatenate([b[0] for b in batch_searches]),
-             md.IN_SEARCH_MASK: np.concatenate([b[1] for b in batch_searches])}
-        for p in prefixes:
-            for name, value in zip(md.token_input_names(p), tokens, strict=True):
-                f[name] = np.repeat(value, len(batch_searches), axis=0)
-        return f
+def network_calls(setup: Setup, inputs: Inputs) -> tuple[dict, float]:
+    """One callable per engine running every search crop through ``track`` (templates encoded once
+    by each engine), and the largest box difference of the two engines on the first crop."""
+    from stark_ros.core.policy import network_input
 
-    ort_feeds = [feeds([x]) for x in searches]
-    torch_inputs = [(torch.from_numpy(i), torch.from_numpy(m)) for i, m in searches]
+    policies = {"torch": setup.reference.policy, "ort": setup.runtime}
+    s = setup.runtime.settings
+    slots = 1 + s.num_dynamic_templates
+    t_img, t_mask, _ = network_input(inputs.frames[0], inputs.boxes[0], s.template_factor, s.template_size, s)
+    searches = [network_input(frame, box, s.search_factor, s.search_size, s)[:2]
+                for frame, box in zip(inputs.frames[1:], inputs.boxes[:-1], strict=True)]
+    calls, first = {}, {}
+    for name, policy in policies.items():
+        engine = policy.engine
+        templates = [engine.encode_templates(t_img, t_mask)] * slots
+        first[name] = engine.track(templates, *searches[0])[0]
 
-    def run_torch():
-        with torch.no_grad():
-            for img, mask in torch_inputs:
-                model.forward_head(templates, model.forward_backbone(img, mask))
+        def run(engine=engine, templates=templates):
+            for image, mask in searches:
+                engine.track(templates, image, mask)
+        calls[name] = run
+    return calls, float(np.abs(first["torch"] - first["ort"]).max())
 
-    def run_ort():
-        for f in ort_feeds:
-            rt._track.run(f)
 
-    # Agreement on the same inputs, so a fast but wrong graph cannot pass unnoticed.
-    with torch.no_grad():
-        ref = model.forward_head(templates, model.forward_backbone(*torch_inputs[0]))["pred_boxes"][:, 0].numpy()
-    max_diff = float(np.abs(rt._track.run(ort_feeds[0])[0] - ref).max())
+def tracker_calls(setup: Setup, inputs: Inputs) -> dict:
+    """The whole tracker over the frames, each way, through the single-target protocol."""
+    from stark_ros.runtime import RuntimeTracker
 
-    run_torch()  # warm-up (oneDNN primitive caches, allocator)
-    run_ort()
-    torch_rounds, ort_rounds = [], []
-    for _ in range(rounds):
-        torch_rounds.append(_timed(run_torch))
-        ort_rounds.append(_timed(run_ort))
-    n = len(searches)
-    torch_net = statistics.median(torch_rounds) / n
-    ort_net = statistics.median(ort_rounds) / n
-
-    # ---- whole tracker, same frames
-    ref_tracker = ReferenceTracker(model)
-    ort_tracker = RuntimeTracker(rt)
-
-    def run_tracker(tracker):
-        def go():
-            tracker.initialize(frames[0], boxes[0])
-            for frame in frames[1:]:
+    def go(tracker):
+        def run():
+            tracker.initialize(inputs.frames[0], inputs.boxes[0])
+            for frame in inputs.frames[1:]:
                 tracker.track(frame)
-        return go
+        return run
+    return {"torch": go(setup.reference), "ort": go(RuntimeTracker(setup.runtime))}
 
-    torch_trk, ort_trk = [], []
-    for _ in range(rounds):
-        torch_trk.append(_timed(run_tracker(ref_tracker)))
-        ort_trk.append(_timed(run_tracker(ort_tracker)))
-    torch_tracker = statistics.median(torch_trk) / n
-    ort_tracker_t = statistics.median(ort_trk) / n
 
-    # ---- targets: N targets, one batched call per frame, through the runtime
+def targets_cost(rt, inputs: Inputs, rounds: int) -> dict[int, float]:
+    """Median seconds per frame of ``rt.update`` with N targets (one batched call per frame)."""
     per_targets = {}
     for count in TARGET_COUNTS:
         def go(count=count):
             rt.clear()
             for k in range(count):
-                rt.add_target(frames[0], boxes[0] + np.array([2.0 * k, 0.0, 0.0, 0.0]), target_id=f"t{k}")
+                rt.add_target(inputs.frames[0], inputs.boxes[0] + np.array([2.0 * k, 0.0, 0.0, 0.0]), target_id=f"t{k}")
             t0 = time.perf_counter()
-            for frame in frames[1:]:
+            for frame in inputs.frames[1:]:
                 rt.update(frame)
-            return (time.perf_counter() - t0) / n
-        per_targets[count] = _median_round(go, rounds)
+            return (time.perf_counter() - t0) / (len(inputs.frames) - 1)
+        per_targets[count] = statistics.median(go() for _ in range(rounds))
     rt.clear()
+    return per_targets
 
-    flops, per_op = count_flops(out_dir / md.TRACK_FILE, batch=1)
+
+def bench_variant(variant: str, inputs: Inputs, threads: int, rounds: int, checkpoint: str | None,
+                  graph_optimization: str, workdir: Path) -> dict:
+    from stark_ros.core import model_metadata as md
+
+    setup = make_setup(variant, threads, checkpoint, graph_optimization, workdir)
+    n = len(inputs.frames) - 1
+    calls, max_diff = network_calls(setup, inputs)
+    for run in calls.values():
+        run()  # warm-up (oneDNN primitive caches, allocators)
+    net = {k: v / n for k, v in alternate(calls, rounds).items()}
+    whole = {k: v / n for k, v in alternate(tracker_calls(setup, inputs), rounds).items()}
+    flops, per_op = count_flops(setup.model_dir / md.TRACK_FILE, batch=1)
     return {
         "variant": variant,
         "max_box_diff": max_diff,
-        "torch_net_ms": torch_net * 1e3,
-        "ort_net_ms": ort_net * 1e3,
-        "torch_tracker_ms": torch_tracker * 1e3,
-        "ort_tracker_ms": ort_tracker_t * 1e3,
-        "track_gflop": flops / 1e9,
-        "flops_by_op": {k: v / 1e9 for k, v in per_op.items()},
-        "ort_gflops": flops / ort_net / 1e9,
-        "torch_gflops": flops / torch_net / 1e9,
-        "targets_ms": {k: v * 1e3 for k, v in per_targets.items()},
+        "torch_net_ms": net["torch"] * MS,
+        "ort_net_ms": net["ort"] * MS,
+        "torch_tracker_ms": whole["torch"] * MS,
+        "ort_tracker_ms": whole["ort"] * MS,
+        "track_gflop": flops / GIGA,
+        "flops_by_op": {k: v / GIGA for k, v in per_op.items()},
+        "ort_gflops": flops / net["ort"] / GIGA,
+        "torch_gflops": flops / net["torch"] / GIGA,
+        "targets_ms": {k: v * MS for k, v in targets_cost(setup.runtime, inputs, rounds).items()},
     }
 
 
@@ -303,10 +302,11 @@ def report(results: list[dict], peak: float, threads: int, inputs: Inputs, graph
 
     print(f"\nSTARK runtime benchmark: {threads} thread(s), {inputs.label}; torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__} (CPU, graph optimisation '{graph_optimization}')")
-    print(f"sgemm peak (numpy float32 matmul, {threads} thread(s)): {peak:.1f} GFLOP/s\n")
+    print(f"float32 matmul peak (ONNX Runtime MatMul, {threads} thread(s), best of "
+          f"{' / '.join(str(n) for n in PEAK_SIZES)} square): {peak:.1f} GFLOP/s\n")
     header = (f"{'variant':8} {'torch ms':>9} {'ORT ms':>8} {'speed-up':>8} {'GFLOP':>6} {'ORT GFLOP/s':>11} "
               f"{'% peak':>7} {'torch %':>7} | {'tracker torch':>13} {'tracker ORT':>11} {'speed-up':>8}")
-    print("network per frame (search crop -> box + score, templates precomputed), and whole tracker per frame")
+    print("network per frame (search crop -> box + score, templates encoded once), and whole tracker per frame")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -315,21 +315,26 @@ def report(results: list[dict], peak: float, threads: int, inputs: Inputs, graph
               f"{100 * r['ort_gflops'] / peak:6.1f}% {100 * r['torch_gflops'] / peak:6.1f}% | "
               f"{r['torch_tracker_ms']:10.1f} ms {r['ort_tracker_ms']:8.1f} ms "
               f"{r['torch_tracker_ms'] / r['ort_tracker_ms']:7.2f}x")
+    over = [r["variant"] for r in results if max(r["ort_gflops"], r["torch_gflops"]) > peak]
+    if over:
+        # A network cannot beat a plain MatMul of the same library: the peak run was disturbed.
+        print(f"WARNING: {', '.join(over)} above the measured peak: the peak measurement was disturbed "
+              f"(other load on the machine?); run again")
     print("\ncost of N targets per frame (one batched call), relative to 1 target")
     print(f"{'variant':8} " + " ".join(f"{f'N={n}':>16}" for n in TARGET_COUNTS))
     for r in results:
         base = r["targets_ms"][1]
         cells = [f"{ms:7.1f} ms {ms / base:5.2f}x" for ms in r["targets_ms"].values()]
         print(f"{r['variant']:8} " + " ".join(f"{c:>16}" for c in cells))
-    print("\nORT vs torch max |box difference| on the same crop: "
+    print("\nORT vs torch engine max |box difference| on the same crop: "
           + ", ".join(f"{r['variant']} {r['max_box_diff']:.1e}" for r in results))
     for r in results:
         if r["variant"] == "ST50":
             speedup = r["torch_net_ms"] / r["ort_net_ms"]
             share = r["ort_gflops"] / peak
             print(f"ST50 goals: ORT >= {GOAL_SPEEDUP}x eager: {speedup:.2f}x "
-                  f"({'met' if speedup >= GOAL_SPEEDUP else 'NOT met'}); >= {GOAL_PEAK_SHARE:.0%} of sgemm peak: "
-                  f"{share:.0%} ({'met' if share >= GOAL_PEAK_SHARE else 'NOT met'})")
+                  f"({'met' if speedup >= GOAL_SPEEDUP else 'NOT met'}); >= {GOAL_PEAK_SHARE:.0%} of the matmul "
+                  f"peak: {share:.0%} ({'met' if share >= GOAL_PEAK_SHARE else 'NOT met'})")
 
 
 def main(argv=None) -> int:
@@ -340,24 +345,20 @@ def main(argv=None) -> int:
                         help=f"model presets to measure (default: {' '.join(DEFAULT_VARIANTS)})")
     parser.add_argument("--checkpoint", help="measure this checkpoint (one variant) instead of seeded random weights")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="threads for torch, ONNX Runtime and the sgemm peak (default: all cores)")
+                        help="threads for torch, ONNX Runtime and the matmul peak (default: all cores)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per round")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="alternating rounds; the median counts")
     parser.add_argument("--sequence", default=DEFAULT_SEQUENCE, help="shared sequence the frames come from")
     parser.add_argument("--graph-optimization", default="all", choices=["disable", "basic", "extended", "all"],
                         help="ONNX Runtime graph optimisation level")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument("--sgemm-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.sgemm_child:
-        _sgemm_child()
-        return 0
     if args.checkpoint and len(args.variants) != 1:
         parser.error("--checkpoint needs exactly one --variants entry")
     if args.threads < 1 or args.frames < 1 or args.rounds < 1:
         parser.error("--threads, --frames and --rounds must be >= 1")
 
-    peak = sgemm_peak_gflops(args.threads)
+    peak = matmul_peak_gflops(args.threads)
     inputs = load_inputs(args.sequence, args.frames)
     results = []
     with tempfile.TemporaryDirectory(prefix="stark_bench_") as tmp:
@@ -367,7 +368,7 @@ def main(argv=None) -> int:
                                          args.graph_optimization, Path(tmp)))
     report(results, peak, args.threads, inputs, args.graph_optimization)
     if args.json:
-        Path(args.json).write_text(json.dumps({"sgemm_peak_gflops": peak, "threads": args.threads,
+        Path(args.json).write_text(json.dumps({"matmul_peak_gflops": peak, "threads": args.threads,
                                                "results": results}, indent=2))
     return 0
 

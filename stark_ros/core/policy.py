@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -97,6 +97,12 @@ def check_frame(frame) -> np.ndarray:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"frame must be HxWx3 RGB, got shape {frame.shape}")
     return frame
+
+
+def with_overrides(settings: TrackerSettings, **overrides) -> TrackerSettings:
+    """``settings`` (the model's) with the overrides that are not None: a caller's choice beats the model's."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(settings, **given) if given else settings
 
 
 def sigmoid(logit: float) -> float:

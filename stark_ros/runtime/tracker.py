@@ -7,26 +7,18 @@ settings read from its ONNX metadata, execution providers, and the warm-up check
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import numpy as np
 
 from stark_ros.core import model_metadata as md
 from stark_ros.core.lost import LostSettings
-from stark_ros.core.params import TrackerSettings
-from stark_ros.core.policy import SingleTargetTracker, TargetResult, TrackingPolicy, check_frame
+from stark_ros.core.policy import SingleTargetTracker, TargetResult, TrackingPolicy, check_frame, with_overrides
 from stark_ros.runtime.engine import OrtEngine, resolve_model_dir
 from stark_ros.runtime.session import ModelLoadError, RuntimeOptions, report_providers
 
 LOG = logging.getLogger(__name__)
 
 __all__ = ["RuntimeTracker", "StarkRuntime", "TargetResult", "check_frame", "resolve_model_dir"]
-
-
-def with_overrides(settings: TrackerSettings, **overrides) -> TrackerSettings:
-    """``settings`` with the overrides that are not None (a caller's choice beats the model's)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return replace(settings, **given) if given else settings
 
 
 class StarkRuntime(TrackingPolicy):
