@@ -24,4 +24,4 @@ def test_runtime_benchmark_reports_both_engines_against_the_matmul_peak(tmp_path
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert sorted(result["targets_ms"]) == [str(n) for n in bench_runtime.TARGET_COUNTS]
     table = capsys.readouterr().out
-    assert "ONNX Runtime MatMul" in table and "LITE" in table
+    assert "ONNX Runtime's own float32 MatMul" in table and "LITE" in table
