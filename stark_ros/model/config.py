@@ -13,6 +13,10 @@ from stark_ros.core.params import TrackerSettings
 BACKBONES = ("resnet50", "resnet101", "efficientnet_lite0")
 # Output stride of every backbone's feature map (ResNet up to layer3; EfficientNet stage 5).
 BACKBONE_STRIDE = 16
+# How the search tokens meet the template (ModelConfig.matching).
+MATCHING_ATTENTION = "attention"
+MATCHING_CORRELATION = "correlation"
+MATCHINGS = (MATCHING_ATTENTION, MATCHING_CORRELATION)
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,14 @@ class ModelConfig:
     # crop), as one more input channel. A transformer learned from few videos localises objects it
     # has seen; this similarity map carries over to objects it has not. Official STARK: off.
     similarity_prior: bool = False
+    # "attention" (official): template and search tokens go through the encoder together, so the
+    # transformer learns both what the target looks like and how to find it. "correlation": each
+    # search token is replaced by its cosine similarities to every template token (pixel-wise
+    # correlation of the bottleneck features), and the transformer and heads see only those
+    # similarities. They carry no appearance to memorise, so what is learned is matching, which
+    # transfers to objects never seen in training; a small training set cannot teach the
+    # "attention" form that (see models/default/README.md).
+    matching: str = MATCHING_ATTENTION
     num_queries: int = 1
     # Channels of the first corner-head conv; each later conv halves it (256 -> 128 -> 64 -> 32).
     head_channels: int = 256
@@ -44,6 +56,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"unknown matching {self.matching!r}; expected one of {MATCHINGS}")
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
         if self.score_head != self.tracker.has_score_head:

@@ -14,7 +14,7 @@ from torch import nn
 
 from stark_ros.model.backbone import build_backbone
 from stark_ros.model.boxes import xyxy_to_cxcywh
-from stark_ros.model.config import BACKBONE_STRIDE, ModelConfig
+from stark_ros.model.config import BACKBONE_STRIDE, MATCHING_CORRELATION, ModelConfig
 from stark_ros.model.heads import CornerHead, ScoreHead
 from stark_ros.model.transformer import Transformer, sine_position_encoding
 
@@ -31,6 +31,14 @@ class StarkModel(nn.Module):
         self.config = config
         self.backbone = build_backbone(config.backbone)
         self.bottleneck = nn.Conv2d(self.backbone.out_channels, config.hidden_dim, 1)
+        self.correlation_proj = None
+        if config.matching == MATCHING_CORRELATION:
+            # Orthonormal columns keep inner products: at the start of training the cosine
+            # similarities are those of the ImageNet features themselves (the untrained matcher's).
+            nn.init.orthogonal_(self.bottleneck.weight.view(config.hidden_dim, -1))
+            nn.init.zeros_(self.bottleneck.bias)
+            template_tokens = config.template_feat_size ** 2
+            self.correlation_proj = nn.Linear(config.num_templates * template_tokens, config.hidden_dim)
         self.transformer = Transformer(config.hidden_dim, config.num_heads, config.enc_layers,
                                        config.dec_layers, config.ffn_dim, config.dropout,
                                        attention_dropout=config.attention_dropout)
@@ -61,15 +69,31 @@ class StarkModel(nn.Module):
     def forward_head(self, template_dicts: list[dict], search_dict: dict) -> dict:
         """Template token dicts (the initial template first, then dynamic ones) + search tokens ->
         pred_boxes (B, Q, 4) cxcywh normalised to the search crop, pred_logits (B, Q, 1) or None."""
-        parts = [*template_dicts, search_dict]
-        feat = torch.cat([p["feat"] for p in parts], dim=0)
-        mask = torch.cat([p["mask"].float() for p in parts], dim=1)
-        pos = torch.cat([p["pos"] for p in parts], dim=0)
+        if self.correlation_proj is not None:
+            feat = self.correlation_proj(self._correlation(template_dicts, search_dict))
+            mask, pos = search_dict["mask"].float(), search_dict["pos"]
+        else:
+            parts = [*template_dicts, search_dict]
+            feat = torch.cat([p["feat"] for p in parts], dim=0)
+            mask = torch.cat([p["mask"].float() for p in parts], dim=1)
+            pos = torch.cat([p["pos"] for p in parts], dim=0)
         hs, memory = self.transformer(feat, mask, pos, self.query_embed.weight)
         num_search = search_dict["feat"].shape[0]
         prior = self._similarity_prior(template_dicts[0], search_dict) if self.config.similarity_prior else None
         return {"pred_boxes": self._box_from_tokens(hs, memory[-num_search:], prior),
                 "pred_logits": self.score_head(hs).transpose(0, 1) if self.score_head is not None else None}
+
+    @staticmethod
+    def _correlation(template_dicts: list[dict], search_dict: dict) -> torch.Tensor:
+        """(HW, B, templates x hw) cosine similarity of every search token to every template token;
+        a template's padded tokens give 0 (they carry no image)."""
+        search = F.normalize(search_dict["feat"].permute(1, 0, 2), dim=-1)          # (B, HW, C)
+        maps = []
+        for template in template_dicts:
+            valid = (1.0 - template["mask"].float()).unsqueeze(-1)                    # (B, hw, 1)
+            keys = F.normalize(template["feat"].permute(1, 0, 2), dim=-1) * valid     # (B, hw, C)
+            maps.append(torch.matmul(search, keys.transpose(1, 2)))                  # (B, HW, hw)
+        return torch.cat(maps, dim=-1).permute(1, 0, 2)
 
     def _similarity_prior(self, template: dict, search: dict) -> torch.Tensor:
         """(B, HW) best cosine similarity of each search token to the template's target tokens

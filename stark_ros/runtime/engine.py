@@ -37,8 +37,12 @@ class OrtEngine:
         self.info = self.track_graph.info
         self.template.require_inputs([md.IN_IMAGE, md.IN_MASK])
         self._prefixes = md.TEMPLATE_INPUT_PREFIXES[: 1 + self.info.settings.num_dynamic_templates]
-        self.track_graph.require_inputs([n for p in self._prefixes for n in md.token_input_names(p)]
+        # Every template's features and mask are required; its position encoding only where the
+        # model reads it: a correlation-matching model compares template tokens by content alone,
+        # and the exporter leaves out graph inputs that nothing reads.
+        self.track_graph.require_inputs([n for p in self._prefixes for n in md.token_input_names(p)[:2]]
                                         + [md.IN_SEARCH_IMAGE, md.IN_SEARCH_MASK])
+        self._fed = set(self.track_graph.input_names)
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -53,7 +57,8 @@ class OrtEngine:
         feeds = {md.IN_SEARCH_IMAGE: images, md.IN_SEARCH_MASK: masks}
         for prefix, tokens in zip(self._prefixes, templates_by_slot, strict=True):
             for part, name in enumerate(md.token_input_names(prefix)):
-                feeds[name] = np.concatenate([token[part] for token in tokens])
+                if name in self._fed:
+                    feeds[name] = np.concatenate([token[part] for token in tokens])
         outputs = self.track_graph.run(feeds)
         # The graph returns the first query only (boxes (N, 4), logits (N, 1)): that is the policy's
         # query rule, so the query axis has length 1 here.

@@ -72,6 +72,9 @@ class DataConfig:
     # Sequence names held out of every source: the validation split. Each epoch ends with the mean
     # IoU (and, in stage 2, the score accuracy) on ``val_samples`` fixed pairs drawn from them.
     validation: list = field(default_factory=list)
+    # Train only on these sequence names (an ablation on fewer videos); empty: every sequence of
+    # the sources that is not held out for validation.
+    train_only: list = field(default_factory=list)
     val_samples: int = 512
     # A folder of cached backbone features (stark_ros.training.feature_cache), built there on first
     # use: the fast path for a frozen backbone (train_backbone: false). Relative paths are inside

@@ -192,7 +192,12 @@ def build_datasets(cfg: TrainConfig, model: StarkModel):
                  src.weight, len(seqs), sum(s.name in held_out for s in seqs))
         LOG.debug("sequences: %s", ", ".join(s.name for s in seqs))
     negative_prob = cfg.data.negative_prob if cfg.stage == 2 else 0.0
-    train_sources = [[s for s in seqs if s.name not in held_out] for seqs in sources]
+    only = set(cfg.data.train_only)
+    if only - found:
+        raise ValueError(f"data.train_only names sequences no source has: {sorted(only - found)}")
+    if only & held_out:
+        raise ValueError(f"data.train_only and data.validation share {sorted(only & held_out)}")
+    train_sources = [[s for s in seqs if s.name not in held_out and (not only or s.name in only)] for seqs in sources]
     val_sequences = [s for seqs in sources for s in seqs if s.name in held_out]
     if cfg.data.feature_cache:
         folder = feature_cache_dir(cfg)
