@@ -46,6 +46,11 @@ class LostSettings:
     # Each lost frame multiplies the search crop's side by this, up to max_search_growth.
     search_growth_per_frame: float = 1.1
     max_search_growth: float = 2.0
+    # While LOST, search around (and report) the network's own box instead of the last confident
+    # one. Holding still suits a target that vanished where it stood; following suits a moving
+    # camera or target, which has left a held search region by the time it is seen again. Chosen
+    # per model on the validation split (its score study), as the thresholds are.
+    follow_while_lost: bool = False
 
     def __post_init__(self):
         for name in ("lost_threshold", "reacquire_threshold"):
@@ -93,7 +98,7 @@ class LostMonitor:
     def search_centre(self, current_box) -> np.ndarray:
         """The box the next search crop is centred on: the current box while tracking, the last
         confident box while lost."""
-        if self.state is not TargetState.LOST:
+        if self.state is not TargetState.LOST or self.settings.follow_while_lost:
             return np.asarray(current_box, dtype=np.float64)
         # Not a box found while lost: one found in the grown search region is coarse, and re-centring
         # the next search on it made the score fall again on the default model (vot2014_car).
@@ -130,7 +135,7 @@ class LostMonitor:
                 self.reacquire_streak -= 1
             self.frames_since_confident += 1
             self.lost_for += 1
-            return self.last_confident_box.copy(), None
+            return (predicted_box if s.follow_while_lost else self.last_confident_box).copy(), None
         if score >= s.lost_threshold:
             self.frames_since_confident = 0
             self.last_confident_box = predicted_box.copy()
@@ -139,6 +144,6 @@ class LostMonitor:
         if self.frames_since_confident >= s.lost_frames:
             self.state = TargetState.LOST
             self.lost_for = 1
-            return self.last_confident_box.copy(), TrackEventType.LOST
+            return (predicted_box if s.follow_while_lost else self.last_confident_box).copy(), TrackEventType.LOST
         # Unsure but not yet lost: follow the prediction, as the official tracker would.
         return predicted_box, None

@@ -11,6 +11,9 @@ Each score source the model can give is measured (the score head's sigmoid, the 
 of the tracked box) by ROC AUC and best balanced accuracy; the better one is chosen.
 ``lost_threshold`` is its best balanced-accuracy threshold; ``reacquire_threshold`` sits above, at
 the score only a small share of absent frames exceed, so a reacquisition is rarely a false one.
+Then the same videos are tracked with those thresholds and the lost logic on, once per search rule
+of :data:`SEARCH_RULES` (where a LOST target is looked for); the rule with the best tracking AUC is
+chosen, which is what a false LOST costs where the target stays in view.
 
     python -m stark_ros.evaluation.score_study --model models/default --out models/default --apply
 
@@ -28,11 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from stark_ros.core.geometry import iou_xywh
-from stark_ros.core.lost import NEVER_LOST
+from stark_ros.core.lost import NEVER_LOST, TrackEventType
 from stark_ros.core.params import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD, SCORE_SOURCES
 from stark_ros.datasets import Sequence, load_simple_sequence, shared_dir
 from stark_ros.datasets.cuts import load_cut_sequence
 from stark_ros.datasets.splits import TRAIN_VALIDATION
+from stark_ros.evaluation.metrics import sequence_metrics
 from stark_ros.runtime import LostSettings, RuntimeOptions, StarkRuntime
 
 FOUND_IOU = 0.5            # a frame "has the target" when the tracked box overlaps the truth this much
@@ -44,6 +48,14 @@ THRESHOLD_GRID = np.linspace(0.01, 0.99, 99)
 # and 1/10 s, short against a real disappearance, long against a flicker).
 LOST_FRAMES = 5
 REACQUIRE_FRAMES = 3
+# Where a LOST target is searched for, the candidates the study compares by tracking AUC on the
+# validation videos with the lost logic on (the thresholds say when a target is lost; this says
+# what a false LOST costs and whether a real return is found again).
+SEARCH_RULES = {
+    "hold the last confident box, grow the search": {},
+    "follow the network's box, grow the search": {"follow_while_lost": True},
+    "follow the network's box, same search size": {"follow_while_lost": True, "max_search_growth": 1.0},
+}
 SCORE_LABELS = {SCORE_FROM_HEAD: "score (sigmoid of the score head)",
                 SCORE_FROM_APPEARANCE: "score (colour similarity of the tracked box to the first box)"}
 
@@ -71,14 +83,18 @@ class ScoreStudy:
     sources: dict = field(default_factory=dict)   # score source -> SourceStudy
     chosen: str = SCORE_FROM_HEAD
     sequences: list = field(default_factory=list)
+    # Search rule name -> {"auc": validation tracking AUC with the lost logic on, "lost_events": n}.
+    search_rules: dict = field(default_factory=dict)
+    chosen_rule: str = next(iter(SEARCH_RULES))
 
     @property
     def best(self) -> SourceStudy:
         return self.sources[self.chosen]
 
-    def lost_settings(self) -> LostSettings:
+    def lost_settings(self, rule: str | None = None) -> LostSettings:
         return LostSettings(lost_threshold=self.best.lost_threshold, lost_frames=LOST_FRAMES,
-                            reacquire_threshold=self.best.reacquire_threshold, reacquire_frames=REACQUIRE_FRAMES)
+                            reacquire_threshold=self.best.reacquire_threshold, reacquire_frames=REACQUIRE_FRAMES,
+                            **SEARCH_RULES[rule or self.chosen_rule])
 
     def summary(self) -> dict:
         return {"chosen_score_source": self.chosen, "sequences": self.sequences,
@@ -86,6 +102,7 @@ class ScoreStudy:
                 # The chosen source's figures at the top level (what the model card quotes).
                 "lost_threshold": self.best.lost_threshold, "reacquire_threshold": self.best.reacquire_threshold,
                 "balanced_accuracy": self.best.balanced_accuracy, "roc_auc": self.best.roc_auc,
+                "search_while_lost": self.chosen_rule, "search_rules": self.search_rules,
                 "by_source": {k: v.summary() for k, v in self.sources.items()}}
 
 
@@ -186,11 +203,31 @@ def validation_sequences(names=TRAIN_VALIDATION) -> list[Sequence]:
     return [load_cut_sequence(root / name) for name in names]
 
 
+def track_with_lost_logic(model_dir, score_source: str, lost: LostSettings, sequences: list[Sequence]) -> dict:
+    """Mean success AUC over ``sequences`` with the lost logic on, and the LOST events it raised."""
+    rt = StarkRuntime(model_dir, RuntimeOptions(providers=("CPUExecutionProvider",)), lost, score_source=score_source)
+    aucs, lost_events = [], 0
+    for seq in sequences:
+        rt.clear()
+        rt.add_target(seq.frame(0), seq.init_box, target_id="study")
+        boxes = [seq.init_box]
+        for i in range(1, len(seq)):
+            (result,) = rt.update(seq.frame(i))
+            boxes.append(result.box)
+            lost_events += result.event is TrackEventType.LOST
+        aucs.append(sequence_metrics(np.asarray(boxes)[1:], seq.boxes[1:]).success_auc)
+    return {"auc": float(np.mean(aucs)), "lost_events": int(lost_events)}
+
+
 def run(model_dir, sequences: list[Sequence], out_dir, sources=SCORE_SOURCES, clutter=None) -> ScoreStudy:
     study = ScoreStudy(sequences=[s.name for s in sequences])
     for source in sources:
         study.sources[source] = study_source(model_dir, source, sequences, clutter)
     study.chosen = max(study.sources.values(), key=lambda s: s.roc_auc).score_source
+    for rule in SEARCH_RULES:
+        study.search_rules[rule] = track_with_lost_logic(model_dir, study.chosen, study.lost_settings(rule), sequences)
+    # The first rule wins ties: it is the one that never reports a box the score doubts.
+    study.chosen_rule = max(SEARCH_RULES, key=lambda r: study.search_rules[r]["auc"])
     out_dir = Path(out_dir)
     plot(study, out_dir / "score_histograms.png")
     (out_dir / "score_study.json").write_text(json.dumps(study.summary(), indent=2))
@@ -215,6 +252,10 @@ def main(argv=None) -> int:
     for s in study.sources.values():
         print(f"{s.score_source}: ROC AUC {s.roc_auc:.3f}, balanced accuracy {s.balanced_accuracy:.3f} "
               f"({len(s.present)} present, {len(s.absent)} absent frames, {s.absent_hidden} of them hidden-target)")
+    for rule, figures in study.search_rules.items():
+        mark = "  <- chosen" if rule == study.chosen_rule else ""
+        print(f"while LOST, {rule}: tracking AUC {figures['auc']:.3f} with the lost logic on, "
+              f"{figures['lost_events']} LOST events{mark}")
     if args.apply:
         # The exporter's metadata writer needs only onnx (no torch).
         from stark_ros.export.metadata import write_lost_settings

@@ -1,6 +1,7 @@
 """The lost-target state machine on its own."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,6 +26,18 @@ def test_lost_after_n_low_frames_and_box_held():
     np.testing.assert_array_equal(out[3][0], BOX + 0)
     np.testing.assert_array_equal(out[4][0], BOX + 0)
     assert m.frames_since_confident == 4
+
+
+def test_following_while_lost_reports_and_searches_around_the_prediction():
+    m = LostMonitor(replace(SETTINGS, follow_while_lost=True), BOX)
+    out = feed(m, [0.9, 0.1, 0.1, 0.1, 0.1])
+    assert out[3][1] is TrackEventType.LOST and m.state is TargetState.LOST
+    # LOST is said all the same, but the box is the network's, and the next search goes there.
+    np.testing.assert_array_equal(out[4][0], BOX + 4)
+    np.testing.assert_array_equal(m.search_centre(out[4][0]), BOX + 4)
+    held = LostMonitor(SETTINGS, BOX)
+    feed(held, [0.9, 0.1, 0.1, 0.1, 0.1])
+    np.testing.assert_array_equal(held.search_centre(BOX + 4), BOX + 0)
 
 
 def test_a_single_dip_is_not_lost():
