@@ -1,6 +1,6 @@
 """Named splits of the shared data: the validation videos of ``shared/data/train``.
 
-Held out of training by the default recipe (``training/configs/stark_lite_frozen_st1.yaml``,
+Held out of training by the default recipe (``training/configs/stark_lite_corr_st1.yaml``,
 ``data.validation``; a test checks the two agree). Epochs, recipes and lost thresholds are chosen
 on them; ``shared/data/sot`` is only ever scored, once per finished model.
 """

@@ -69,7 +69,7 @@ def test_validation_split_is_held_out_by_the_default_recipe_and_exists(shared):
     from stark_ros.datasets.splits import TRAIN_FIRST_22, TRAIN_VALIDATION
     from stark_ros.training.config import load_config
 
-    recipe = Path(__file__).resolve().parents[2] / "training" / "configs" / "stark_lite_frozen_st1.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "training" / "configs" / "stark_lite_corr_st1.yaml"
     assert tuple(load_config(recipe).data.validation) == TRAIN_VALIDATION
     names = {s.name for s in load_source(DataSource(kind="simple", root="data/train"))}
     assert set(TRAIN_VALIDATION) <= names and set(TRAIN_FIRST_22) <= names and len(TRAIN_FIRST_22) == 22
