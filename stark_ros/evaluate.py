@@ -33,6 +33,8 @@ DEFAULT_TRACKERS = ("runtime", "baseline", "static")
 def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True,
                  size_update_rate: float | None = None):
     kind, _, arg = spec.partition(":")
+    # Names of network trackers say which non-default tracking settings they ran with.
+    suffix = ("" if lost_logic else "_nolost") + (f"_size{size_update_rate:g}" if size_update_rate else "")
     if kind == "runtime":
         from stark_ros.core.lost import NEVER_LOST
         from stark_ros.runtime import RuntimeTracker, StarkRuntime, resolve_model
@@ -40,7 +42,6 @@ def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True
         model = resolve_model(arg or None)
         rt = StarkRuntime(model, update_interval=update_interval, lost=None if lost_logic else NEVER_LOST,
                           size_update_rate=size_update_rate)
-        suffix = ("" if lost_logic else "_nolost") + (f"_size{size_update_rate:g}" if size_update_rate else "")
         return RuntimeTracker(rt), f"stark_{rt.info.variant.lower()}_onnx{suffix}", f"{model}"
     if kind == "reference":
         if not arg:
@@ -52,7 +53,6 @@ def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True
         # The runtime's policy with the same settings: the same algorithm as runtime:DIR of its export.
         model, cfg = load_checkpoint(arg)
         settings = with_overrides(cfg.tracker, update_interval=update_interval, size_update_rate=size_update_rate)
-        suffix = ("" if lost_logic else "_nolost") + (f"_size{size_update_rate:g}" if size_update_rate else "")
         return (ReferenceTracker(model, settings, lost=None if lost_logic else NEVER_LOST),
                 f"stark_{cfg.variant.lower()}_torch{suffix}", arg)
     if kind == "baseline":

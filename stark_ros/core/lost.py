@@ -2,7 +2,8 @@
 
 A target is LOST once its score stays below ``lost_threshold`` for ``lost_frames`` consecutive
 frames. While lost, the reported box is held at the last confident box and the search region
-grows step by step (capped) around it, so a target that moved while hidden can still be found.
+grows step by step (capped) around it, so a target that moved while hidden can still be found;
+or, with ``follow_while_lost``, the box and the search follow the network's own box.
 It is REACQUIRED once the score has exceeded ``reacquire_threshold`` on ``reacquire_frames``
 more frames than it fell below it since the streak began; while such a streak builds up, the
 search and the reported box stay where the target was last seen. Hysteresis in score (two
@@ -97,7 +98,8 @@ class LostMonitor:
 
     def search_centre(self, current_box) -> np.ndarray:
         """The box the next search crop is centred on: the current box while tracking, the last
-        confident box while lost."""
+        confident box while lost (the current box, which follows the network, with
+        ``follow_while_lost``)."""
         if self.state is not TargetState.LOST or self.settings.follow_while_lost:
             return np.asarray(current_box, dtype=np.float64)
         # Not a box found while lost: one found in the grown search region is coarse, and re-centring
@@ -110,6 +112,9 @@ class LostMonitor:
         if self.state is not TargetState.LOST:
             return 1.0
         return min(self.settings.search_growth_per_frame ** self.lost_for, self.settings.max_search_growth)
+
+    def _box_while_lost(self, predicted_box: np.ndarray) -> np.ndarray:
+        return (predicted_box if self.settings.follow_while_lost else self.last_confident_box).copy()
 
     def update(self, score: float, predicted_box) -> tuple[np.ndarray, TrackEventType | None]:
         """Returns (box to report and to search around next, event or None). NaN scores (a
@@ -135,7 +140,7 @@ class LostMonitor:
                 self.reacquire_streak -= 1
             self.frames_since_confident += 1
             self.lost_for += 1
-            return (predicted_box if s.follow_while_lost else self.last_confident_box).copy(), None
+            return self._box_while_lost(predicted_box), None
         if score >= s.lost_threshold:
             self.frames_since_confident = 0
             self.last_confident_box = predicted_box.copy()
@@ -144,6 +149,6 @@ class LostMonitor:
         if self.frames_since_confident >= s.lost_frames:
             self.state = TargetState.LOST
             self.lost_for = 1
-            return (predicted_box if s.follow_while_lost else self.last_confident_box).copy(), TrackEventType.LOST
+            return self._box_while_lost(predicted_box), TrackEventType.LOST
         # Unsure but not yet lost: follow the prediction, as the official tracker would.
         return predicted_box, None

@@ -25,6 +25,11 @@ def feature_mask(mask: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(mask[:, None].float(), size=tuple(size), mode="nearest")[:, 0]
 
 
+def cosine_similarities(search: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """(B, HW, C) search tokens, (B, hw, C) template tokens -> (B, HW, hw) cosine similarities."""
+    return torch.matmul(F.normalize(search, dim=-1), F.normalize(template, dim=-1).transpose(1, 2))
+
+
 class StarkModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -87,12 +92,11 @@ class StarkModel(nn.Module):
     def _correlation(template_dicts: list[dict], search_dict: dict) -> torch.Tensor:
         """(HW, B, templates x hw) cosine similarity of every search token to every template token;
         a template's padded tokens give 0 (they carry no image)."""
-        search = F.normalize(search_dict["feat"].permute(1, 0, 2), dim=-1)          # (B, HW, C)
+        search = search_dict["feat"].permute(1, 0, 2)                                # (B, HW, C)
         maps = []
         for template in template_dicts:
-            valid = (1.0 - template["mask"].float()).unsqueeze(-1)                    # (B, hw, 1)
-            keys = F.normalize(template["feat"].permute(1, 0, 2), dim=-1) * valid     # (B, hw, C)
-            maps.append(torch.matmul(search, keys.transpose(1, 2)))                  # (B, HW, hw)
+            valid = (1.0 - template["mask"].float()).unsqueeze(1)                     # (B, 1, hw)
+            maps.append(cosine_similarities(search, template["feat"].permute(1, 0, 2)) * valid)
         return torch.cat(maps, dim=-1).permute(1, 0, 2)
 
     def _similarity_prior(self, template: dict, search: dict) -> torch.Tensor:
@@ -102,9 +106,7 @@ class StarkModel(nn.Module):
         lo, hi = size // 4, size - size // 4
         t = template["feat"].permute(1, 0, 2)                          # (B, hw, C)
         t = t.reshape(t.shape[0], size, size, t.shape[-1])[:, lo:hi, lo:hi].reshape(t.shape[0], -1, t.shape[-1])
-        s = search["feat"].permute(1, 0, 2)                            # (B, HW, C)
-        sim = torch.matmul(F.normalize(s, dim=-1), F.normalize(t, dim=-1).transpose(1, 2))
-        return sim.amax(dim=-1)
+        return cosine_similarities(search["feat"].permute(1, 0, 2), t).amax(dim=-1)
 
     def _box_from_tokens(self, hs: torch.Tensor, search_memory: torch.Tensor,
                          prior: torch.Tensor | None = None) -> torch.Tensor:
