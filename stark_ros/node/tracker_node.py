@@ -38,6 +38,7 @@ from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from stark_ros.core.boxes import msg_to_box
 from stark_ros.core.images import DEFAULT_MAX_IMAGE_PIXELS, ImageConversionError, make_converter
 from stark_ros.core.stamps import NS_PER_S, stamp_ns
 from stark_ros.interface import (
@@ -58,7 +59,6 @@ from stark_ros.interface import (
     TARGET_TOPIC,
     TRACKS_QOS,
     TRACKS_TOPIC,
-    msg_to_box,
 )
 from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
 from stark_ros.node.detections import DetectionsOutput
