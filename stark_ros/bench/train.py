@@ -35,7 +35,7 @@ DEFAULT_BATCH = 16
 
 def _trainer(config: Path, work: Path, options: list[str]):
     from stark_ros.training.config import load_config
-    from stark_ros.training.engine import Trainer
+    from stark_ros.training.trainer import Trainer
 
     cfg = load_config(config, [f"work_dir={work}", "resume=false", *options])
     return Trainer(cfg, progress=False)
