@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -72,12 +73,21 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    import torch
+    try:
+        plain_config = args.plain_config or installed_config(PLAIN_CONFIG)
+        fast_config = args.fast_config or installed_config(FAST_CONFIG)
+        measured = _measure(args, plain_config, fast_config)
+    except (FileNotFoundError, ValueError) as exc:  # a config or the shared data missing, a bad option
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _report(args, plain_config, fast_config, *measured)
+    return 0
 
+
+def _measure(args, plain_config: Path, fast_config: Path):
+    """(recipe config, batch, median pairs/s per path, cache build seconds, cached crops)."""
     from stark_ros.training.config import load_config
 
-    plain_config = args.plain_config or installed_config(PLAIN_CONFIG)
-    fast_config = args.fast_config or installed_config(FAST_CONFIG)
     recipe = load_config(fast_config)
     batch = args.batch or recipe.batch_size
     common = [f"threads={args.threads}", f"batch_size={batch}", "save_every_steps=0", "log_interval=0",
@@ -93,7 +103,6 @@ def main(argv=None) -> int:
         build_s = time.perf_counter() - t0
         other = _trainer(fast_config, work / "fast", [*fast_options, f"cpu_bf16={str(not recipe.cpu_bf16).lower()}"])
         rows = fast.dataset.cache.meta["rows"]
-        crops = rows["template"] + rows["search"]
         variants = {"plain": (plain, args.plain_steps), "fast": (fast, args.fast_steps),
                     "fast_other": (other, args.fast_steps)}
         for trainer, _ in variants.values():
@@ -103,6 +112,13 @@ def main(argv=None) -> int:
             for name, (trainer, steps) in variants.items():
                 rates[name].append(_rate(trainer, steps))
     median = {name: statistics.median(r) for name, r in rates.items()}
+    return recipe, batch, median, build_s, rows["template"] + rows["search"]
+
+
+def _report(args, plain_config: Path, fast_config: Path, recipe, batch: int, median: dict, build_s: float,
+            crops: int) -> None:
+    import torch
+
     print(f"training pairs/s, STARK-Lite, batch {batch}, {torch.get_num_threads()} torch thread(s), "
           f"median of {args.rounds} alternating rounds (load average {os.getloadavg()[0]:.1f}):")
     print(f"  plain ({plain_config.name}: decode + crop + whole network): {median['plain']:.1f} pairs/s")
@@ -112,4 +128,3 @@ def main(argv=None) -> int:
           f"({median['fast_other'] / median['fast']:.2f}x the config's precision)")
     print(f"  ratio fast / plain: {median['fast'] / median['plain']:.1f}x")
     print(f"  one-time cache cost: {build_s:.0f} s for {crops} crops ({1000 * build_s / crops:.1f} ms a crop)")
-    return 0

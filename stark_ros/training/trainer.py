@@ -93,7 +93,7 @@ class Trainer:
         self.global_step = 0
         self.epoch_summaries: list[dict] = []
         self.step_log: deque = deque(maxlen=STEP_LOG_LIMIT)
-        self._stop_requested = False
+        self._stop = StopRequest(self.distributed, self.device)
         if cfg.resume:
             self._resume()
         self.net = self.model
@@ -117,7 +117,7 @@ class Trainer:
         first_entry = len(self.step_log)
         steps, stop, epoch = 0, False, None
         set_train_mode(self.model, self.cfg)
-        with self._signals():
+        with self._stop:
             while self.epoch < self.cfg.epochs and not stop:
                 if epoch is None:
                     epoch = self._start_epoch()
@@ -125,21 +125,27 @@ class Trainer:
                 stats = self._step([next(epoch.batches) for _ in range(self.cfg.accumulate)])
                 self._record(stats, epoch, writer, seconds=time.perf_counter() - t0)
                 steps += 1
-                stop = self._should_stop() or (max_steps is not None and steps >= max_steps)
+                stop = self._stop.agreed() or (max_steps is not None and steps >= max_steps)
                 if self.step_in_epoch == self.steps_per_epoch:
-                    epoch.bar.close()
-                    self._end_epoch(epoch.stats, writer, save)  # saves latest.pth
+                    self._end_epoch(epoch, writer, save)  # saves latest.pth
                     epoch = None
-                elif save and (stop or (self.cfg.save_every_steps
-                                        and self.global_step % self.cfg.save_every_steps == 0)):
+                elif save and (stop or self._periodic_save_due()):
                     self.save()
+        self._finish(epoch, writer, save)
+        return list(self.step_log)[first_entry:]
+
+    def _periodic_save_due(self) -> bool:
+        return bool(self.cfg.save_every_steps) and self.global_step % self.cfg.save_every_steps == 0
+
+    def _finish(self, epoch: _Epoch | None, writer, save: bool) -> None:
+        """After the loop: the bar of an epoch left unfinished closed, ``final.pth`` once every epoch
+        is done, the TensorBoard writer closed."""
         if epoch is not None:
             epoch.bar.close()
         if save and self.epoch >= self.cfg.epochs:
             self.save(FINAL)
         if writer is not None:
             writer.close()
-        return list(self.step_log)[first_entry:]
 
     def _start_epoch(self) -> _Epoch:
         from tqdm import tqdm
@@ -190,30 +196,31 @@ class Trainer:
             totals = dict(zip(keys, (values / self.world).tolist(), strict=True))
         return dict(totals)
 
-    def _end_epoch(self, epoch_stats: list[dict], writer, save: bool) -> None:
-        summary = {"epoch": self.epoch + 1, **_mean_stats(epoch_stats)}
-        if self.val_dataset is not None and self.rank == 0:
-            self.val_dataset.set_epoch(VALIDATION_EPOCH)
-            val = evaluate_pairs(self.model, self.val_dataset, range(len(self.val_dataset)))
-            summary.update({f"val_{k}": v for k, v in val.items()})
-            set_train_mode(self.model, self.cfg)
+    def _end_epoch(self, epoch: _Epoch, writer, save: bool) -> None:
+        """Close the epoch: validate, step the learning rate, log, save ``latest.pth`` (and
+        ``best.pth`` when it scored best on the validation split)."""
+        epoch.bar.close()
+        summary = {"epoch": self.epoch + 1, **_mean_stats(epoch.stats), **self._validate()}
         self.epoch_summaries.append(summary)
         self.epoch += 1
         self.step_in_epoch = 0
         self.scheduler.step()
-        if self.rank == 0:
-            LOG.info("epoch %d/%d: %s", self.epoch, self.cfg.epochs,
-                     ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "epoch"))
-            if writer is not None:
-                for k, v in summary.items():
-                    if k != "epoch":
-                        writer.add_scalar(f"epoch/{k}", v, self.epoch)
+        self._log_epoch(writer, summary)
         if save:
             self.save()
             if self._is_best(summary):
                 LOG.info("epoch %d is the best on the validation split so far (%s %.4f): %s", self.epoch,
                          self.best_metric, summary[self.best_metric], self.work_dir / BEST)
                 self.save(BEST)
+
+    def _validate(self) -> dict:
+        """``val_iou`` (and ``val_accuracy``) on the fixed validation pairs; rank 0 only, {} without them."""
+        if self.val_dataset is None or self.rank != 0:
+            return {}
+        self.val_dataset.set_epoch(VALIDATION_EPOCH)
+        val = evaluate_pairs(self.model, self.val_dataset, range(len(self.val_dataset)))
+        set_train_mode(self.model, self.cfg)
+        return {f"val_{k}": v for k, v in val.items()}
 
     @property
     def best_metric(self) -> str:
@@ -250,30 +257,6 @@ class Trainer:
                           collate_fn=collate,
                           generator=generator, pin_memory=self.device.type == "cuda",
                           prefetch_factor=2 if workers else None)
-
-    # -------------------------------------------------------------------------------- stopping
-    def _request_stop(self, signum, _frame) -> None:
-        LOG.warning("signal %d: saving a checkpoint after this step, then stopping (start again to resume)", signum)
-        self._stop_requested = True
-
-    def _should_stop(self) -> bool:
-        if not self.distributed:
-            return self._stop_requested
-        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
-    @contextlib.contextmanager
-    def _signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
     # -------------------------------------------------------------------------------- resume / save
     def _resume(self) -> None:
@@ -341,6 +324,16 @@ class Trainer:
             return None
         return SummaryWriter(str(self.work_dir / "tensorboard"))
 
+    def _log_epoch(self, writer, summary: dict) -> None:
+        if self.rank != 0:
+            return
+        LOG.info("epoch %d/%d: %s", self.epoch, self.cfg.epochs,
+                 ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "epoch"))
+        if writer is not None:
+            for k, v in summary.items():
+                if k != "epoch":
+                    writer.add_scalar(f"epoch/{k}", v, self.epoch)
+
     def _log_step(self, writer, stats: dict) -> None:
         if writer is not None:
             for k, v in stats.items():
@@ -349,6 +342,42 @@ class Trainer:
         if self.rank == 0 and self.cfg.log_interval and self.global_step % self.cfg.log_interval == 0:
             LOG.info("epoch %d step %d/%d: %s", self.epoch + 1, self.step_in_epoch, self.steps_per_epoch,
                      ", ".join(f"{k} {stats[k]:.4f}" for k in LOG_KEYS if k in stats))
+
+
+class StopRequest:
+    """SIGINT / SIGTERM while training (a context manager around the loop) ask for a stop after the
+    current step; under DDP every rank stops at the same step when any rank was asked."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, distributed: bool, device: torch.device):
+        self.distributed = distributed
+        self.device = device
+        self.requested = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        # Signal handlers can only be set from the main thread (a trainer in another thread keeps its caller's).
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._request) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def _request(self, signum, _frame) -> None:
+        LOG.warning("signal %d: saving a checkpoint after this step, then stopping (start again to resume)", signum)
+        self.requested = True
+
+    def agreed(self) -> bool:
+        """Whether to stop now: this process was asked (any rank was, under DDP)."""
+        if not self.distributed:
+            return self.requested
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 def _join_processes() -> tuple[bool, int, int, torch.device]:

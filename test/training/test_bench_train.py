@@ -2,6 +2,7 @@
 installed training configs (found through stark_ros.core.locate, not beside the source) and prints
 the figures of every path (no timing assertions: a few small rounds, figures only checked for sense)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from stark_ros.bench import train as bench_train
 from stark_ros.core import locate
+from stark_ros.datasets.base import SHARED_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 README_COMMAND = "python -m stark_ros.bench train"
@@ -47,3 +49,11 @@ def test_readme_bench_train_runs_on_the_installed_configs(tmp_path):
     rates = [float(r) for r in RATE.findall(out)]
     assert len(rates) == 3 and all(r > 0 for r in rates), out
     assert "ratio fast / plain" in out and "one-time cache cost" in out, out
+
+
+def test_bench_train_without_the_shared_data_says_so(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "stark_ros.bench", "train", *SHORT], cwd=tmp_path,
+                         env={**os.environ, SHARED_ENV: str(tmp_path / "nowhere")}, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "error: shared data not found" in run.stderr and "Traceback" not in run.stderr, run.stderr
