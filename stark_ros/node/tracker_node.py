@@ -42,15 +42,17 @@ from stark_ros.node.worker import Limits, StepOutput, TrackerWorker
 from stark_ros.runtime import ModelLoadError, RuntimeOptions, StarkRuntime, resolve_model
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
+BYTES_PER_KB = 1 << 10
 BYTES_PER_MB = 1 << 20
 WORKER_POLL_S = 0.05
 # Fast DDS's default shared-memory segment: a larger raw frame falls back to UDP fragments and a
 # best-effort frame is lost with any fragment, unless both sides use config/fastdds_large_images.xml.
-FASTDDS_DEFAULT_SEGMENT_BYTES = 512 * 1024
+FASTDDS_DEFAULT_SEGMENT_BYTES = 512 * BYTES_PER_KB
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
-LARGE_FRAMES_HINT = ("raw frames above Fast DDS's default 512 KB shared-memory segment are lost in transport unless "
-                     "the camera and the node use config/fastdds_large_images.xml (the launch file gives it to the "
-                     f"node; set {PROFILE_ENV} for the camera driver)")
+LARGE_FRAMES_HINT = (f"raw frames above Fast DDS's default {FASTDDS_DEFAULT_SEGMENT_BYTES // BYTES_PER_KB} KB "
+                     "shared-memory segment are lost in transport unless the camera and the node use "
+                     "config/fastdds_large_images.xml (the launch file gives it to the node; set "
+                     f"{PROFILE_ENV} for the camera driver)")
 # Frames with a side below this are skipped: the tracker clips boxes with a margin of 10 px and
 # crops a search region several times the target; a 1x1 image turned a box into (-9, -9, 10, 10).
 MIN_FRAME_SIDE_PX = 32
@@ -229,7 +231,7 @@ class TrackerNode(LifecycleNode):
     def _on_image(self, msg: Image) -> None:
         if self._large_frames_unwarned and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
             self._large_frames_unwarned = False
-            self._log.warning(f"frames of {len(msg.data) // 1024} KB arrive and no {PROFILE_ENV} is set: "
+            self._log.warning(f"frames of {len(msg.data) // BYTES_PER_KB} KB arrive and no {PROFILE_ENV} is set: "
                               f"{LARGE_FRAMES_HINT}; frames lost so far are counted as frames_lost_in_transport")
         self._offer(msg.header, lambda: self._converter.image_to_rgb(msg))
 
