@@ -87,7 +87,8 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
     out_bag = out_dir / "tracks_bag"
     if out_bag.exists():
         raise BagError(f"{out_bag} already exists")
-    params = {"compressed": contents.image_type == COMPRESSED, "use_sim_time": use_sim_time, **(extra_params or {})}
+    params = {"image_transport": "compressed" if contents.image_type == COMPRESSED else "raw",
+              "use_sim_time": use_sim_time, **(extra_params or {})}
     if model:
         params["model"] = str(model)
     client, detections = _play(contents, rate, TrackerNodeProcess(out_dir / "tracker_node.log", params, params_file,
