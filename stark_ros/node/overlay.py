@@ -23,11 +23,14 @@ from visualization_msgs.msg import ImageMarker
 
 from stark_ros.interface import OVERLAY_QOS, OVERLAY_TOPIC
 from stark_ros.msg import TrackedObject, TrackedObjectArray
+from stark_ros.node.messages import DEBUG_COLOURS, STATE_TO_MSG
 
 OVERLAY_NAMESPACE = "stark_tracker"
 LINE_WIDTH_PX = 2.0
-COLOURS = {TrackedObject.STATE_TRACKING: ColorRGBA(r=0.0, g=1.0, b=0.0, a=1.0),
-           TrackedObject.STATE_LOST: ColorRGBA(r=1.0, g=0.0, b=0.0, a=1.0)}
+MAX_CHANNEL = 255.0
+# debug_image's colours (8-bit RGB) as ColorRGBA, by the message's state.
+COLOURS = {STATE_TO_MSG[state]: ColorRGBA(r=r / MAX_CHANNEL, g=g / MAX_CHANNEL, b=b / MAX_CHANNEL, a=1.0)
+           for state, (r, g, b) in DEBUG_COLOURS.items()}
 
 
 def box_sides(obj: TrackedObject) -> list[Point]:
