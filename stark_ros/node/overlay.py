@@ -1,7 +1,7 @@
 """The node's tracks drawn over the camera image by a viewer: ``visualization_msgs/ImageMarker`` on
 ``overlay``.
 
-Foxglove's Image panel (and Lichtblick's) draws ImageMarker messages over the image it shows: pick
+Foxglove's Image panel draws ImageMarker messages over the image it shows: pick
 the camera topic as the image and the node's ``overlay`` as an annotation topic. RViz has no image
 overlay display; ``debug_image`` (boxes burnt into a copy of the frame, computed only while someone
 subscribes) is for it and for rqt_image_view.
