@@ -32,7 +32,7 @@ EXTRAS = {
     # ROS 2 Kilted from PyPI, for machines without a ROS 2 install (see scripts/setup_env.sh).
     "ros": [
         "ros-rclpy", "ros-std-msgs", "ros-sensor-msgs", "ros-geometry-msgs", "ros-builtin-interfaces",
-        "ros-diagnostic-msgs", "ros-lifecycle-msgs", "ros-std-srvs", "ros-rmw-fastrtps-cpp",
+        "ros-diagnostic-msgs", "ros-lifecycle-msgs", "ros-std-srvs", "ros-rmw-fastrtps-cpp", "ros-visualization-msgs",
         "ros-rosgraph-msgs", "ros-ament-index-python", "ros-wheels-bootstrapper",
     ],
     # What the ament_cmake build of our interfaces needs when ROS 2 comes from PyPI (ament_cmake_pytest:

@@ -22,6 +22,8 @@ FROM_MODEL_FRAMES = 0
 # package's clients keep as many responses (stark_ros.interface.SERVICE_QUEUE_DEPTH, the same
 # number: this module stays free of rclpy, a ROS test compares the two).
 DEFAULT_SERVICE_QUEUE_DEPTH = 1000
+# image_transport: how the node takes camera frames (launch/tracker.launch.py offers the same words).
+IMAGE_TRANSPORTS = RAW_TRANSPORT, COMPRESSED_TRANSPORT = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,14 @@ class Parameter:
     description: str
     read_only: bool = True               # False: changeable at runtime (validated in every state)
     range: tuple | None = None           # (from, to), inclusive; floats or ints after the default's type
+    choices: tuple | None = None         # the values a string parameter may take (ROS does not check these)
 
     def check(self, value) -> str | None:
         """Why ``value`` is refused, or None (the range check ROS applies too, for any caller)."""
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return f"{self.name} must lie in [{self.range[0]}, {self.range[1]}], got {value}"
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
         return None
 
 
@@ -47,8 +52,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("trt_fp16", True, "TensorRT: build FP16 engines."),
     Parameter("trt_engine_cache_dir", "", "TensorRT engine cache folder (empty = ~/.cache/stark_ros)."),
     Parameter("intra_op_threads", 0, "ONNX Runtime CPU threads (0 = one per core).", range=(0, 256)),
-    Parameter("compressed", False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image "
-              "(sensor_msgs/Image)."),
+    Parameter("image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage "
+              "on `<image>/compressed`, where <image> is the image topic as remapped (image_transport's convention).",
+              choices=IMAGE_TRANSPORTS),
     Parameter("auto_activate", True, "Configure and activate on start (plain-node mode); false waits for a "
               "lifecycle manager."),
     Parameter("queue_size", 2, "Frames waiting for the worker; older ones are dropped (and counted).",

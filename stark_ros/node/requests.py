@@ -5,7 +5,8 @@ it with a reason.
 The matcher checks in this order, so that the answer names the first thing the caller must fix:
 1. the box itself (NaN / infinite, zero or negative size): a bad box is a bad box whatever its stamp;
 2. the stamp (negative: no clock gives one), then the frame it names: zero = the newest frame;
-   newer than the newest frame = wait up to the deadline; older than the buffer, or between frames;
+   newer than the newest frame = wait up to the deadline; older than the buffer (received, gone since),
+   never received (older than the buffer, but the frames around it arrived), or between frames;
 3. the frame_id against the frame's;
 4. the box against that frame: entirely outside, larger than the frame, smaller than a pixel or two;
 5. room for one more target.
@@ -39,6 +40,7 @@ class Reason(str, Enum):
     NEGATIVE_STAMP = "negative_stamp"
     TIMEOUT = "timeout"
     OLDER_THAN_BUFFER = "older_than_buffer"
+    NEVER_RECEIVED = "never_received"
     NO_MATCH = "no_matching_frame"
     FRAME_ID = "frame_id_mismatch"
     OUTSIDE_IMAGE = "outside_image"
@@ -165,6 +167,8 @@ def match(request: Request, buffer: FrameBuffer, now: float, active_ids, setting
                                                f"{settings.request_timeout_s:g} s ({lookup.value})")
     if lookup is Lookup.OLDER_THAN_BUFFER:
         return Decision.reject(Reason.OLDER_THAN_BUFFER, lookup.value)
+    if lookup is Lookup.NEVER_RECEIVED:
+        return Decision.reject(Reason.NEVER_RECEIVED, lookup.value)
     if lookup is Lookup.NO_MATCH:
         return Decision.reject(Reason.NO_MATCH, lookup.value)
     if request.frame_id and frame.frame_id and request.frame_id != frame.frame_id:

@@ -181,11 +181,12 @@ def test_stop_and_deactivate_during_a_long_catch_up_are_clean(tracker, car):
 
 PUBLISHER = """
 import sys, time, numpy as np, rclpy
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from stark_ros.interface import IMAGE_QOS
 rclpy.init()
 node = rclpy.create_node("camera_without_profile", namespace=sys.argv[1])
-pub = node.create_publisher(Image, "image", IMAGE_QOS)
+# A camera driver's usual QoS (best effort): the node turns its image subscription best effort for it.
+pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
 while pub.get_subscription_count() == 0:
     time.sleep(0.05)
 time.sleep(1.0)
