@@ -21,7 +21,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stark_ros.core.lost import TargetState
 from stark_ros.datasets import Sequence
 from stark_ros.evaluation.longterm import (
     dataset_f_max,
@@ -31,6 +30,7 @@ from stark_ros.evaluation.longterm import (
     target_visible,
 )
 from stark_ros.evaluation.metrics import sequence_metrics
+from stark_ros.tracking.lost import TargetState
 
 LOG = logging.getLogger(__name__)
 RESULT_FORMAT = "%.4f"

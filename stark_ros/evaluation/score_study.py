@@ -10,7 +10,7 @@ another object, the camera looking beside it).
 
 1. **Record** (one tracking pass per video, the model's own settings, never LOST): per frame the
    tracked box, the score head's sigmoid and the colour similarity of the box to the first one
-   (:mod:`stark_ros.core.appearance`). With the search rule "follow the network's box, same search
+   (:mod:`stark_ros.tracking.appearance`). With the search rule "follow the network's box, same search
    size", the LOST state changes neither the box nor the search, so one pass serves every
    confidence and every hysteresis (the dynamic template, refreshed every ``update_interval``
    frames, is the one exception: not while LOST; the validation videos are shorter than it).
@@ -18,7 +18,7 @@ another object, the camera looking beside it).
    minimum, mean, and a logistic combination whose weights are fitted leaving the scored video
    out) under every hysteresis of the grid (:func:`hysteresis_grid`: lost threshold and frames,
    reacquire threshold and frames), replaying the lost logic's own rule
-   (:func:`replay_states`, checked against :class:`stark_ros.core.lost.LostMonitor` by the tests).
+   (:func:`replay_states`, checked against :class:`stark_ros.tracking.lost.LostMonitor` by the tests).
    Measured per setting: *false LOST* (share of frames tracked at IoU >= 0.5 reported LOST; mean
    over videos and worst video) and the share of absent frames reported LOST.
 3. **Choose**: among the settings within :data:`MAX_FALSE_LOST_MEAN` / :data:`MAX_FALSE_LOST_VIDEO`,
@@ -41,15 +41,15 @@ from pathlib import Path
 
 import numpy as np
 
-from stark_ros.core.lost import NEVER_LOST, LostSettings
-from stark_ros.core.params import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD
-from stark_ros.core.policy import sigmoid
 from stark_ros.datasets import Sequence, shared_dir
 from stark_ros.datasets.cuts import load_cut_sequence
 from stark_ros.datasets.splits import TRAIN_VALIDATION
 from stark_ros.evaluation.absences import KINDS, realistic_absences
 from stark_ros.evaluation.longterm import FOUND_IOU, frame_ious, target_visible
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
+from stark_ros.tracking.lost import NEVER_LOST, LostSettings
+from stark_ros.tracking.policy import sigmoid
+from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD
 
 LOG = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ class _LogitTap:
     def encode_templates(self, images, masks):
         return self.engine.encode_templates(images, masks)
 
-    def track(self, templates_by_slot, images, masks):
-        boxes, logits = self.engine.track(templates_by_slot, images, masks)
+    def predict(self, templates_by_slot, images, masks):
+        boxes, logits = self.engine.predict(templates_by_slot, images, masks)
         self.logits = logits
         return boxes, logits
 
@@ -245,7 +245,7 @@ def hysteresis_grid() -> Grid:
 
 def replay_states(scores: np.ndarray, grid: Grid) -> np.ndarray:
     """(len(grid), N) bool: the target reported present on each frame under each setting; the rule
-    of :meth:`stark_ros.core.lost.LostMonitor.update` (states only) for many settings at once.
+    of :meth:`stark_ros.tracking.lost.LostMonitor.observe` (states only) for many settings at once.
     Frame 0 (initialisation) is present."""
     c = len(grid)
     lost = np.zeros(c, bool)

@@ -5,7 +5,6 @@ real validation video is recorded end to end (both scores, through ONNX Runtime)
 import numpy as np
 import pytest
 
-from stark_ros.core.lost import LostMonitor, TargetState
 from stark_ros.datasets import Sequence
 from stark_ros.evaluation.absences import (
     KINDS,
@@ -30,6 +29,7 @@ from stark_ros.evaluation.score_study import (
     measure,
     replay_states,
 )
+from stark_ros.tracking.lost import LostMonitor, TargetState
 
 FRAME_SIZE = 200
 TARGET = np.array([90.0, 90.0, 20.0, 20.0])
@@ -108,7 +108,7 @@ def test_replay_states_is_the_lost_monitors_rule():
         monitor = LostMonitor(sub.settings(k), [0, 0, 1, 1])
         states = [True]
         for s in scores[1:]:
-            monitor.update(float(s), [0, 0, 1, 1])
+            monitor.observe(float(s), [0, 0, 1, 1])
             states.append(monitor.state is TargetState.TRACKING)
         assert np.array_equal(states, replayed[k]), sub.settings(k)
 
@@ -158,7 +158,7 @@ def test_record_one_validation_video(shared, tmp_path):
     from stark_ros.evaluation.score_study import collect, validation_sequences
     from stark_ros.runtime import default_model_dir
 
-    seqs = validation_sequences(("uavdt_s0601",), kinds=("erased",))
+    seqs = validation_sequences(("uav_person11",), kinds=("erased",))
     records = collect(default_model_dir(), seqs, tmp_path)
     real, erased = records
     first, last = episode_span(len(real.ious))
