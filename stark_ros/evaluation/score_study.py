@@ -13,16 +13,21 @@ another object, the camera looking beside it).
    (:mod:`stark_ros.tracking.appearance`). With the search rule "follow the network's box, same search
    size", the LOST state changes neither the box nor the search, so one pass serves every
    confidence and every hysteresis (the dynamic template, refreshed every ``update_interval``
-   frames, is the one exception: not while LOST; the validation videos are shorter than it).
+   frames, is the one exception: not while LOST; the default model refreshes it every 200 frames,
+   which only the four longest validation videos reach).
 2. **Compare** confidences (:data:`CONFIDENCES`: the score head, appearance, their product,
    minimum, mean, and a logistic combination whose weights are fitted leaving the scored video
-   out) under every hysteresis of the grid (:func:`hysteresis_grid`: lost threshold and frames,
-   reacquire threshold and frames), replaying the lost logic's own rule
-   (:func:`replay_states`, checked against :class:`stark_ros.tracking.lost.LostMonitor` by the tests).
+   out), each judged as it is or relative to the target's own first scores
+   (:data:`REFERENCE_FRAMES`, ``LostSettings.reference_frames``), under every hysteresis of the
+   grid (:func:`hysteresis_grid`: lost threshold and frames, reacquire threshold and frames),
+   replaying the lost logic's own rule (:func:`replay_states`, checked against
+   :class:`stark_ros.tracking.lost.LostMonitor` by the tests).
    Measured per setting: *false LOST* (share of frames tracked at IoU >= 0.5 reported LOST; mean
    over videos and worst video) and the share of absent frames reported LOST.
 3. **Choose**: among the settings within :data:`MAX_FALSE_LOST_MEAN` / :data:`MAX_FALSE_LOST_VIDEO`,
-   the most absent frames reported LOST (then the fewer false LOST, then the shorter delays).
+   the most absent frames reported LOST (then the fewer false LOST, then the shorter delays); the
+   model gets the best candidate whose score the tracking policy can give (the score head or
+   appearance: the combinations are measured to say what they would add).
 
     python -m stark_ros.evaluation.score_study --model models/default --out models/default --apply
 
@@ -36,7 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +52,7 @@ from stark_ros.datasets.splits import TRAIN_VALIDATION
 from stark_ros.evaluation.absences import KINDS, realistic_absences
 from stark_ros.evaluation.longterm import FOUND_IOU, frame_ious, target_visible
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
-from stark_ros.tracking.lost import NEVER_LOST, LostSettings
+from stark_ros.tracking.lost import NEVER_LOST, LostMonitor, LostSettings
 from stark_ros.tracking.policy import sigmoid
 from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD
 
@@ -67,6 +72,10 @@ LOST_THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.02), 2)
 LOST_FRAMES = (1, 2, 3, 5, 8)
 REACQUIRE_MARGINS = (0.0, 0.05, 0.1, 0.2)
 REACQUIRE_FRAMES = (1, 2, 3, 5)
+# The candidates whose confidence histograms the study draws (beside the chosen one).
+PLOTTED = (SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE)
+# Judging scores relative to the target's first ones (LostSettings.reference_frames): 0 = absolute.
+REFERENCE_FRAMES = (0, 5, 10, 20)
 # Logistic combination: Newton steps and the ridge that keeps them finite on separable data.
 LOGISTIC_STEPS = 25
 LOGISTIC_RIDGE = 1e-3
@@ -353,29 +362,80 @@ def frame_separation(records: list[Records], scores: list[np.ndarray]) -> dict:
     return out
 
 
+def relative_scores(scores: np.ndarray, reference_frames: int) -> np.ndarray:
+    """What the lost logic judges with ``reference_frames`` (:meth:`LostMonitor.judged`: the score
+    relative to the target's first ones); NaN frames stay NaN."""
+    monitor = LostMonitor(LostSettings(reference_frames=reference_frames), np.zeros(4))
+    return np.array([s if np.isnan(s) else monitor.judged(float(s)) for s in scores])
+
+
 def study(records: list[Records], sources=(*CONFIDENCES, LOGISTIC)) -> dict:
+    """Per confidence and reference (``"<source>"`` for absolute scores, ``"<source>/ref<K>"``
+    relative to the first K): the setting chosen on the grid and what it measures."""
     grid = hysteresis_grid()
     results = {}
     for source in sources:
-        scores, weights = confidence_scores(records, source)
-        m = measure(records, scores, grid)
-        k, meets = choose(m)
-        results[source] = {
-            "roc_auc": frame_separation(records, scores),
-            "chosen": grid.settings(k).to_dict(), "meets_false_lost_aim": meets,
-            "false_lost_mean": float(m.false_lost_mean[k]), "false_lost_worst_video": float(m.false_lost_worst[k]),
-            "absent_lost": float(m.absent_lost[k]),
-            "absent_lost_by_kind": {kind: float(v[k]) for kind, v in m.absent_lost_by_kind.items()},
-            "mean_frames_to_lost": float(m.frames_to_lost[k]), "mean_frames_to_found": float(m.frames_to_found[k]),
-            "logistic_weights": None if weights is None else weights.tolist()}
+        raw, weights = confidence_scores(records, source)
+        for frames in REFERENCE_FRAMES:
+            scores = [relative_scores(x, frames) for x in raw] if frames else raw
+            m = measure(records, scores, grid)
+            k, meets = choose(m)
+            chosen = replace(grid.settings(k), reference_frames=frames)
+            results[candidate_name(source, frames)] = {
+                "score_source": source, "reference_frames": frames,
+                "roc_auc": frame_separation(records, scores),
+                "chosen": chosen.to_dict(), "meets_false_lost_aim": meets,
+                "false_lost_mean": float(m.false_lost_mean[k]),
+                "false_lost_worst_video": float(m.false_lost_worst[k]),
+                "absent_lost": float(m.absent_lost[k]),
+                "absent_lost_by_kind": {kind: float(v[k]) for kind, v in m.absent_lost_by_kind.items()},
+                "mean_frames_to_lost": float(m.frames_to_lost[k]),
+                "mean_frames_to_found": float(m.frames_to_found[k]),
+                "logistic_weights": None if weights is None else weights.tolist()}
     return results
 
 
-def best_source(results: dict, deployable) -> str:
-    """The deployable source meeting the false-LOST aim with the most absent frames reported LOST."""
-    candidates = [s for s in results if s in deployable]
-    return max(candidates, key=lambda s: (results[s]["meets_false_lost_aim"], results[s]["absent_lost"],
-                                          -results[s]["false_lost_mean"]))
+def candidate_name(source: str, reference_frames: int) -> str:
+    return f"{source}/ref{reference_frames}" if reference_frames else source
+
+
+def best_candidate(results: dict, deployable) -> str:
+    """The deployable candidate meeting the false-LOST aim with the most absent frames reported LOST."""
+    candidates = [name for name, r in results.items() if r["score_source"] in deployable]
+    return max(candidates, key=lambda n: (results[n]["meets_false_lost_aim"], results[n]["absent_lost"],
+                                          -results[n]["false_lost_mean"]))
+
+
+def plot(records: list[Records], results: dict, names, out: Path) -> Path:
+    """Histograms of the judged confidence on frames tracked right and on absent frames, one panel
+    per candidate of ``names``, with its chosen lost threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+    bins = np.linspace(0, 1, 41)
+    for ax, name in zip(axes[0], names, strict=True):
+        r = results[name]
+        raw, _ = confidence_scores(records, r["score_source"])
+        scores = [relative_scores(x, r["reference_frames"]) for x in raw] if r["reference_frames"] else raw
+        found = np.concatenate([x[1:][rec.found[1:]] for rec, x in zip(records, scores, strict=True)])
+        absent = np.concatenate([x[1:][~rec.visible[1:]] for rec, x in zip(records, scores, strict=True)])
+        ax.hist(found, bins=bins, alpha=0.6, density=True, label=f"tracked at IoU >= 0.5 ({len(found)} frames)")
+        ax.hist(absent, bins=bins, alpha=0.6, density=True, label=f"target absent ({len(absent)} frames)")
+        ax.axvline(r["chosen"]["lost_threshold"], color="k", linestyle="--",
+                   label=f"lost_threshold {r['chosen']['lost_threshold']:.2f}")
+        ax.set_xlabel(f"{name}: judged confidence")
+        ax.set_ylabel("density")
+        ax.set_title(f"{name}: false LOST {100 * r['false_lost_mean']:.1f}%, "
+                     f"absent->LOST {100 * r['absent_lost']:.0f}%", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def main(argv=None) -> int:
@@ -392,10 +452,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     records = collect(args.model, validation_sequences(args.sequences), args.records)
     results = study(records)
+    # The score sources the tracking policy can give (the combinations are measured to say what
+    # they would add).
     deployable = (SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE)
-    chosen = best_source(results, deployable)
+    chosen = best_candidate(results, deployable)
     summary = {
-        "chosen_score_source": chosen, "lost_settings": results[chosen]["chosen"],
+        "chosen": chosen, "chosen_score_source": results[chosen]["score_source"],
+        "lost_settings": results[chosen]["chosen"],
         "sequences": [r.name for r in records],
         "frames": {"found": int(sum(r.found[1:].sum() for r in records)),
                    "absent": int(sum((~r.visible[1:]).sum() for r in records))},
@@ -405,10 +468,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "score_study.json").write_text(json.dumps(summary, indent=2))
-    for source, r in results.items():
-        mark = "  <- chosen" if source == chosen else ""
+    plot(records, results, tuple(dict.fromkeys((*PLOTTED, chosen))), out / "score_histograms.png")
+    for name, r in results.items():
+        mark = "  <- chosen" if name == chosen else ""
         auc = r["roc_auc"].get("all", float("nan"))
-        print(f"{source:11s} ROC AUC {auc:.3f}  false LOST {100 * r['false_lost_mean']:.1f}% "
+        print(f"{name:19s} ROC AUC {auc:.3f}  false LOST {100 * r['false_lost_mean']:.1f}% "
               f"(worst video {100 * r['false_lost_worst_video']:.1f}%)  absent->LOST {100 * r['absent_lost']:.1f}% "
               f"{ {k: round(100 * v, 1) for k, v in r['absent_lost_by_kind'].items()} }  to LOST "
               f"{r['mean_frames_to_lost']:.1f}  to found {r['mean_frames_to_found']:.1f}  {r['chosen']}{mark}")
@@ -419,7 +483,7 @@ def main(argv=None) -> int:
         source = (f"score study on {len(TRAIN_VALIDATION)} validation videos of shared/data/train with "
                   f"realistic absences ({', '.join(KINDS)})")
         lost = LostSettings.from_dict(results[chosen]["chosen"])
-        for path in write_lost_settings(args.model, lost, source, score_source=chosen):
+        for path in write_lost_settings(args.model, lost, source, score_source=results[chosen]["score_source"]):
             print(f"wrote the thresholds into {path}")
     return 0
 

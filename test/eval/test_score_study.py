@@ -2,6 +2,8 @@
 logic is the LostMonitor's rule exactly, its logistic fit and its choice behave as stated, and one
 real validation video is recorded end to end (both scores, through ONNX Runtime)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,7 @@ from stark_ros.evaluation.score_study import (
     fit_logistic,
     hysteresis_grid,
     measure,
+    relative_scores,
     replay_states,
 )
 from stark_ros.tracking.lost import LostMonitor, TargetState
@@ -111,6 +114,25 @@ def test_replay_states_is_the_lost_monitors_rule():
             monitor.observe(float(s), [0, 0, 1, 1])
             states.append(monitor.state is TargetState.TRACKING)
         assert np.array_equal(states, replayed[k]), sub.settings(k)
+
+
+@pytest.mark.parametrize("reference_frames", [5, 10])
+def test_replaying_relative_scores_is_the_monitor_with_a_reference(reference_frames):
+    """The study replays relative settings on the scores the monitor judges (relative_scores): the
+    same states as a LostMonitor with ``reference_frames`` fed the model's own scores."""
+    rng = np.random.default_rng(2)
+    scores = np.clip(0.3 + np.cumsum(rng.normal(0, 0.05, 200)), 0, 1)
+    scores[0] = np.nan
+    grid = hysteresis_grid()
+    pick = rng.choice(len(grid), 40, replace=False)
+    sub = Grid(grid.lost_threshold[pick], grid.lost_frames[pick], grid.reacquire_threshold[pick],
+               grid.reacquire_frames[pick])
+    replayed = replay_states(relative_scores(scores, reference_frames), sub)
+    for k in range(len(sub)):
+        monitor = LostMonitor(replace(sub.settings(k), reference_frames=reference_frames), [0, 0, 1, 1])
+        states = [True] + [monitor.observe(float(s), [0, 0, 1, 1]) and monitor.state is TargetState.TRACKING
+                           for s in scores[1:]]
+        assert np.array_equal(states, replayed[k])
 
 
 def test_logistic_fit_separates_and_is_left_out_per_video():
