@@ -1,9 +1,12 @@
 """Run single-object trackers over datasets and score them.
 
 Trackers follow the one protocol of the package: ``initialize(frame, box)`` then
-``track(frame) -> (box, score)``. Results are the usual text files, one per sequence
-(``<out>/<tracker>/<seq>.txt``: ``x,y,w,h`` per frame, the first line the initial box) with the
-per-frame times beside them (``<seq>_time.txt``); sequences already done are skipped, so an
+``track(frame) -> (box, score)``; a tracker that publishes a state (the STARK trackers: their
+``last_result``) also says per frame whether it reports the target present or LOST, and one that
+does not (CSRT, the static box) counts as always present. Results are the usual text files, one per
+sequence (``<out>/<tracker>/<seq>.txt``: ``x,y,w,h`` per frame, the first line the initial box) with
+the per-frame times (``<seq>_time.txt``) and the per-frame score and presence (``<seq>_state.txt``:
+``score,present``, 1 = present, 0 = LOST) beside them; sequences already done are skipped, so an
 interrupted run resumes.
 """
 
@@ -19,7 +22,15 @@ import cv2
 import numpy as np
 
 from stark_ros.datasets import Sequence
+from stark_ros.evaluation.longterm import (
+    dataset_f_max,
+    frame_ious,
+    longterm_metrics,
+    precision_recall_curves,
+    target_visible,
+)
 from stark_ros.evaluation.metrics import sequence_metrics
+from stark_ros.tracking.lost import TargetState
 
 LOG = logging.getLogger(__name__)
 RESULT_FORMAT = "%.4f"
@@ -60,6 +71,8 @@ class OpenCVBaseline:
 class SequenceResult:
     boxes: np.ndarray
     times: np.ndarray
+    scores: np.ndarray       # the tracker's confidence per frame (NaN: none; frame 0: NaN)
+    present: np.ndarray      # bool per frame: the tracker reports the target present (not LOST)
 
     @property
     def fps(self) -> float:
@@ -67,9 +80,18 @@ class SequenceResult:
         return float(len(t) / t.sum()) if len(t) and t.sum() > 0 else math.nan
 
 
+def reports_present(tracker) -> bool:
+    """Whether the tracker's last frame reported the target present: not LOST for a tracker that
+    publishes a state (``last_result.state``), always for one that does not."""
+    result = getattr(tracker, "last_result", None)
+    return getattr(result, "state", TargetState.TRACKING) is not TargetState.LOST
+
+
 def run_sequence(tracker, seq: Sequence) -> SequenceResult:
     boxes = np.zeros((len(seq), 4))
     times = np.zeros(len(seq))
+    scores = np.full(len(seq), np.nan)
+    present = np.ones(len(seq), dtype=bool)
     frame = seq.frame(0)
     t0 = time.perf_counter()
     tracker.initialize(frame, seq.init_box)
@@ -78,15 +100,25 @@ def run_sequence(tracker, seq: Sequence) -> SequenceResult:
     for i in range(1, len(seq)):
         frame = seq.frame(i)
         t0 = time.perf_counter()
-        box, _ = tracker.track(frame)
+        box, scores[i] = tracker.track(frame)
         times[i] = time.perf_counter() - t0
         boxes[i] = box
-    return SequenceResult(boxes, times)
+        present[i] = reports_present(tracker)
+    return SequenceResult(boxes, times, scores, present)
 
 
-def result_paths(out_dir: Path, tracker_name: str, seq_name: str) -> tuple[Path, Path]:
+def result_paths(out_dir: Path, tracker_name: str, seq_name: str) -> tuple[Path, Path, Path]:
+    """Boxes, times and states of one sequence."""
     folder = Path(out_dir) / tracker_name
-    return folder / f"{seq_name}.txt", folder / f"{seq_name}_time.txt"
+    return folder / f"{seq_name}.txt", folder / f"{seq_name}_time.txt", folder / f"{seq_name}_state.txt"
+
+
+def _load_result(paths: tuple[Path, Path, Path]) -> SequenceResult | None:
+    if not all(p.is_file() for p in paths):
+        return None
+    states = np.loadtxt(paths[2], delimiter=",", ndmin=2)
+    return SequenceResult(np.loadtxt(paths[0], delimiter=",", ndmin=2), np.loadtxt(paths[1], ndmin=1),
+                          states[:, 0], states[:, 1] > 0)
 
 
 def run_dataset(tracker, tracker_name: str, sequences: list[Sequence], out_dir, progress: bool = True) -> dict:
@@ -95,32 +127,69 @@ def run_dataset(tracker, tracker_name: str, sequences: list[Sequence], out_dir, 
 
     results = {}
     for seq in tqdm(sequences, desc=tracker_name, disable=not progress):
-        boxes_path, times_path = result_paths(out_dir, tracker_name, seq.name)
-        if boxes_path.is_file() and times_path.is_file():
-            results[seq.name] = SequenceResult(np.loadtxt(boxes_path, delimiter=",", ndmin=2),
-                                               np.loadtxt(times_path, ndmin=1))
-            if len(results[seq.name].boxes) == len(seq):
-                continue
+        paths = result_paths(out_dir, tracker_name, seq.name)
+        done = _load_result(paths)
+        if done is not None and len(done.boxes) == len(seq):
+            results[seq.name] = done
+            continue
         res = run_sequence(tracker, seq)
-        boxes_path.parent.mkdir(parents=True, exist_ok=True)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
         # Written to temporary names first: an interrupted run never leaves a half result behind.
-        tmp_boxes, tmp_times = boxes_path.with_suffix(".tmp"), times_path.with_suffix(".tmp")
-        np.savetxt(tmp_boxes, res.boxes, fmt=RESULT_FORMAT, delimiter=",")
-        np.savetxt(tmp_times, res.times, fmt="%.6f")
-        tmp_boxes.replace(boxes_path)
-        tmp_times.replace(times_path)
+        contents = ((res.boxes, RESULT_FORMAT, ","), (res.times, "%.6f", " "),
+                    (np.stack([res.scores, res.present], axis=1), ("%.6f", "%d"), ","))
+        for path, (values, fmt, delimiter) in zip(paths, contents, strict=True):
+            tmp = path.with_name(path.name + ".tmp")
+            np.savetxt(tmp, values, fmt=fmt, delimiter=delimiter)
+            tmp.replace(path)
         results[seq.name] = res
     return results
 
 
 def score(results: dict, sequences: list[Sequence]) -> dict:
-    """Per-sequence metrics and their means (frame 0, the given box, is left out)."""
-    per_seq = {}
+    """Per-sequence metrics and their means (frame 0, the given box, is left out): the short-term
+    ones (:mod:`~stark_ros.evaluation.metrics`, frames without the target left out) and the
+    long-term ones (:mod:`~stark_ros.evaluation.longterm`) under ``"longterm"``."""
+    per_seq, lt_curves = {}, []
     for seq in sequences:
         res = results[seq.name]
         m = sequence_metrics(res.boxes[1:], seq.boxes[1:]).as_dict()
         m["fps"] = res.fps
+        m["longterm"] = longterm_metrics(res.boxes, seq.boxes, res.present, res.scores).as_dict()
+        lt_curves.append(precision_recall_curves(frame_ious(res.boxes[1:], seq.boxes[1:]), res.scores[1:],
+                                                 target_visible(seq.boxes[1:])))
         per_seq[seq.name] = m
-    keys = [k for k in next(iter(per_seq.values())) if k != "frames"]
+    keys = [k for k in next(iter(per_seq.values())) if k not in ("frames", "longterm")]
     mean = {k: float(np.nanmean([m[k] for m in per_seq.values()])) for k in keys}
+    mean["longterm"] = mean_longterm([m["longterm"] for m in per_seq.values()], lt_curves)
     return {"sequences": per_seq, "mean": mean}
+
+
+def _nanmean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _worst(delays) -> int | None:
+    """The longest delay over episodes; None when some episode never got there (or there is none)."""
+    delays = list(delays)
+    return None if not delays or any(d is None for d in delays) else max(delays)
+
+
+def mean_longterm(per_seq: list[dict], curves: list) -> dict:
+    """Means over sequences (each weighs the same, as for AUC), the pooled shares over all frames,
+    VOT-LT's dataset F-max, and the worst episode delays."""
+    mean = {k: _nanmean([m[k] for m in per_seq])
+            for k in ("precision", "recall", "f_score", "f_max", "absent_lost_share", "false_lost_share")}
+    for total, part in (("absent_frames", "absent_reported_lost"), ("found_frames", "false_lost_frames")):
+        mean[total] = int(sum(m[total] for m in per_seq))
+        mean[part] = int(sum(m[part] for m in per_seq))
+    mean["absent_lost_pooled"] = (mean["absent_reported_lost"] / mean["absent_frames"]
+                                  if mean["absent_frames"] else float("nan"))
+    mean["false_lost_pooled"] = (mean["false_lost_frames"] / mean["found_frames"]
+                                 if mean["found_frames"] else float("nan"))
+    mean["dataset_f_max"], mean["dataset_f_max_threshold"] = dataset_f_max(curves)
+    episodes = [e for m in per_seq for e in m["episodes"]]
+    mean["episodes"] = len(episodes)
+    mean["worst_frames_to_lost"] = _worst(e["frames_to_lost"] for e in episodes)
+    mean["worst_frames_to_reacquired"] = _worst(e["frames_to_reacquired"] for e in episodes if e["returned"])
+    return mean

@@ -9,6 +9,16 @@ more frames than it fell below it since the streak began; while such a streak bu
 search and the reported box stay where the target was last seen. Hysteresis in score (two
 thresholds) and in frames (both directions) keeps a flickering score from flapping LOST / REACQUIRED.
 
+With ``reference_frames`` > 0 the thresholds judge the score *relative to the target's own*: its
+share of the median of the target's first ``reference_frames`` scores judged present (at or above
+``lost_threshold`` against the reference so far; the first frame after initialisation, when the
+target was just given, always is), capped at 1. Scores of a well-tracked target differ widely
+between targets (a colour score of 0.3 is normal for one and a sign of absence for another), so one
+absolute threshold either reports some targets LOST while they are tracked or misses absences of
+others. Only scores judged present teach the reference, so a target that vanishes right after its
+initialisation does not make its absence the norm. Only the judgement changes: the reported score
+stays the model's.
+
 The thresholds belong to a model's score: the exporter writes those its score study chose into the
 model's metadata (:data:`stark_ros.tracking.model_metadata.KEY_LOST_SETTINGS`), and the runtime takes
 them as its defaults. ``LostSettings()`` (the defaults here) is for a model without a study.
@@ -52,6 +62,8 @@ class LostSettings:
     # camera or target, which has left a held search region by the time it is seen again. Chosen
     # per model on the validation split (its score study), as the thresholds are.
     follow_while_lost: bool = False
+    # Judge scores relative to the median of the first this-many judged present (0: absolute).
+    reference_frames: int = 0
 
     def __post_init__(self):
         for name in ("lost_threshold", "reacquire_threshold"):
@@ -66,6 +78,8 @@ class LostSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.search_growth_per_frame < 1.0 or self.max_search_growth < 1.0:
             raise ValueError("search growth factors must be >= 1")
+        if int(self.reference_frames) < 0:
+            raise ValueError(f"reference_frames must be >= 0, got {self.reference_frames}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +92,10 @@ class LostSettings:
             raise ValueError(f"unknown lost settings {unknown}; known: {sorted(known)}")
         return cls(**d)
 
+
+# The smallest reference a relative score is divided by: a target whose first scores are all near 0
+# is judged on its score nearly as it is, not on noise blown up by a tiny divisor.
+MIN_REFERENCE_SCORE = 0.01
 
 # Thresholds of 0: no score is below them, so a target is never LOST (every box is the network's).
 NEVER_LOST = LostSettings(lost_threshold=0.0, reacquire_threshold=0.0)
@@ -95,6 +113,8 @@ class LostMonitor:
         self.last_confident_box = np.asarray(box, dtype=np.float64).copy()
         # While LOST: confident frames beyond doubtful ones since a reacquisition began.
         self.reacquire_streak = 0
+        # The first scores judged present (with reference_frames > 0): the target's own level.
+        self.first_scores: list[float] = []
 
     def search_centre(self, current_box) -> np.ndarray:
         """The box the next search crop is centred on: the current box while tracking, the last
@@ -116,6 +136,25 @@ class LostMonitor:
     def _box_while_lost(self, predicted_box: np.ndarray) -> np.ndarray:
         return (predicted_box if self.settings.follow_while_lost else self.last_confident_box).copy()
 
+    @property
+    def reference_score(self) -> float | None:
+        """The target's own score level (with ``reference_frames``); None before its first frame."""
+        if not self.first_scores:
+            return None
+        return max(float(np.median(self.first_scores)), MIN_REFERENCE_SCORE)
+
+    def judged(self, score: float) -> float:
+        """The score the thresholds judge: the score itself, or (with ``reference_frames``) its
+        share of the target's reference score, capped at 1 (1 on the first frame)."""
+        frames = int(self.settings.reference_frames)
+        if frames == 0:
+            return score
+        reference = self.reference_score
+        judged = 1.0 if reference is None else min(1.0, score / reference)
+        if len(self.first_scores) < frames and judged >= self.settings.lost_threshold:
+            self.first_scores.append(score)
+        return judged
+
     def observe(self, score: float, predicted_box) -> tuple[np.ndarray, TrackEventType | None]:
         """Returns (box to report and to search around next, event or None). NaN scores (a
         model without a score head) never change the state."""
@@ -124,6 +163,7 @@ class LostMonitor:
         if math.isnan(score):
             self.last_confident_box = predicted_box.copy()
             return predicted_box, None
+        score = self.judged(score)
         if self.state is TargetState.LOST:
             if score > s.reacquire_threshold:
                 self.reacquire_streak += 1
