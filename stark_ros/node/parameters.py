@@ -1,18 +1,24 @@
 """The tracker node's parameters, without ROS: one :class:`Parameter` entry per parameter (name,
-default, description, range, whether it can change at runtime), the lost-target overrides and the
-checks a new value must pass in every lifecycle state. ``config/tracker.yaml`` documents the same
-defaults (a test compares them); the node turns each entry into a ROS declaration.
+default, description, range, whether it can change at runtime), the lost-target overrides, the
+checks a new value must pass in every lifecycle state, and the runtime the parameters describe
+(:func:`load_runtime`). ``config/tracker.yaml`` documents the same defaults (a test compares them);
+the node turns each entry into a ROS declaration.
 
 Adding a parameter is one entry in :data:`PARAMETERS` (and its line in ``config/tracker.yaml``).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from stark_ros.core.images import DEFAULT_MAX_IMAGE_PIXELS
+from stark_ros.runtime import RuntimeOptions, StarkRuntime, resolve_model
 from stark_ros.tracking.lost import LostSettings
+
+LOG = logging.getLogger(__name__)
 
 # Lost-target parameters: a negative threshold or 0 frames means "the model's own" (the thresholds
 # its score study wrote into its metadata; generic LostSettings() for a model without a study).
@@ -124,3 +130,20 @@ def check_changes(changes: dict, values: dict, model_lost: LostSettings | None) 
         except ValueError as exc:
             return str(exc)
     return None
+
+
+def load_runtime(value: Callable[[str], Any]) -> StarkRuntime:
+    """The runtime the parameters (``value(name)``) describe, the model's lost-target settings with
+    the parameters' overrides; ModelLoadError or ValueError when it cannot be built."""
+    cache_dir = value("trt_engine_cache_dir")
+    options = RuntimeOptions(providers=tuple(value("providers")), trt_fp16=value("trt_fp16"),
+                             intra_op_threads=value("intra_op_threads"),
+                             **({"trt_engine_cache_dir": cache_dir} if cache_dir else {}))
+    runtime = StarkRuntime(resolve_model(value("model")), options, update_interval=value("update_interval") or None)
+    overrides = lost_overrides({k: value(k) for k in LOST_PARAMETERS})
+    runtime.set_lost_settings(lost_settings(runtime.lost_settings, overrides))
+    origin = (f"the model's ({runtime.info.lost_source})" if runtime.info.lost is not None
+              else "generic (the model has no score study)")
+    LOG.info(f"lost-target settings: {runtime.lost_settings}; {origin}"
+             + (f", overridden by parameters {overrides}" if overrides else ""))
+    return runtime

@@ -43,27 +43,19 @@ from stark_ros.node.parameters import (
     LOST_PARAMETERS,
     PARAMETERS,
     check_changes,
-    lost_overrides,
+    load_runtime,
     lost_settings,
 )
 from stark_ros.node.requests import MatchSettings, Request
 from stark_ros.node.ros_logging import route_package_logging
-from stark_ros.node.telemetry import LOST_IN_TRANSPORT, SKIP_DEGENERATE, SKIP_UNREADABLE, Telemetry
+from stark_ros.node.telemetry import SKIP_DEGENERATE, SKIP_UNREADABLE, Telemetry
+from stark_ros.node.transport import TransportWatch
 from stark_ros.node.worker import Limits, StepOutput, TrackerWorker
-from stark_ros.runtime import ModelLoadError, RuntimeOptions, StarkRuntime, resolve_model
+from stark_ros.runtime import ModelLoadError
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
-BYTES_PER_KB = 1 << 10
 BYTES_PER_MB = 1 << 20
 WORKER_POLL_S = 0.05
-# Fast DDS's default shared-memory segment: a larger raw frame falls back to UDP fragments and a
-# best-effort frame is lost with any fragment, unless both sides use config/fastdds_large_images.xml.
-FASTDDS_DEFAULT_SEGMENT_BYTES = 512 * BYTES_PER_KB
-PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
-LARGE_FRAMES_HINT = (f"raw frames above Fast DDS's default {FASTDDS_DEFAULT_SEGMENT_BYTES // BYTES_PER_KB} KB "
-                     "shared-memory segment are lost in transport unless the camera and the node use "
-                     "config/fastdds_large_images.xml (the launch file gives it to the node; set "
-                     f"{PROFILE_ENV} for the camera driver)")
 # Frames with a side below this are skipped: the tracker clips boxes with a margin of 10 px and
 # crops a search region several times the target; a 1x1 image turned a box into (-9, -9, 10, 10).
 MIN_FRAME_SIDE_PX = 32
@@ -102,8 +94,7 @@ class TrackerNode(LifecycleNode):
         self._image_sub = self._target_sub = None
         self._group, self._image_group = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self._diag_timer = self._qos_switch = None
-        # Warned once: large raw frames arrive and no transport profile is set (e.g. `ros2 run`).
-        self._large_frames_unwarned = not os.environ.get(PROFILE_ENV)
+        self._transport = TransportWatch(self._telemetry, os.environ)
 
     def p(self, name):
         return self.get_parameter(name).value
@@ -118,7 +109,7 @@ class TrackerNode(LifecycleNode):
             self._log.error(f"configure failed: {'; '.join(problems)}")
             return TransitionCallbackReturn.FAILURE
         try:
-            runtime = self._load_runtime()
+            runtime = load_runtime(self.p)
         except (ModelLoadError, ValueError) as exc:
             self._log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -133,21 +124,6 @@ class TrackerNode(LifecycleNode):
         self._create_outputs()
         self._log.info("configured")
         return TransitionCallbackReturn.SUCCESS
-
-    def _load_runtime(self) -> StarkRuntime:
-        options = RuntimeOptions(providers=tuple(self.p("providers")), trt_fp16=self.p("trt_fp16"),
-                                 intra_op_threads=self.p("intra_op_threads"),
-                                 **({"trt_engine_cache_dir": self.p("trt_engine_cache_dir")}
-                                    if self.p("trt_engine_cache_dir") else {}))
-        runtime = StarkRuntime(resolve_model(self.p("model")), options,
-                               update_interval=self.p("update_interval") or None)
-        # The model's own thresholds (the runtime has logged them and where they came from), with what
-        # the parameters override: logged here only when there is something to add.
-        overrides = lost_overrides({k: self.p(k) for k in LOST_PARAMETERS})
-        if overrides:
-            runtime.set_lost_settings(lost_settings(runtime.lost_settings, overrides))
-            self._log.info(f"lost-target settings overridden by parameters {overrides}: {runtime.lost_settings}")
-        return runtime
 
     def _create_outputs(self) -> None:
         def publisher(msg_type, topic, qos):
@@ -317,18 +293,15 @@ class TrackerNode(LifecycleNode):
 
     # ------------------------------------------------------------------ callbacks (convert + hand over)
     def _on_image(self, msg: Image) -> None:
-        if self._large_frames_unwarned and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
-            self._large_frames_unwarned = False
-            self._log.warning(f"frames of {len(msg.data) // BYTES_PER_KB} KB arrive and no {PROFILE_ENV} is set: "
-                              f"{LARGE_FRAMES_HINT}; frames lost so far are counted as frames_lost_in_transport")
+        warning = self._transport.frame_arrived(len(msg.data))
+        if warning is not None:
+            self._log.warning(warning)
         self._offer(msg.header, lambda: self._converter.image_to_rgb(msg))
 
     def _on_lost(self, info) -> None:
-        unlogged = self._telemetry.skips.record(LOST_IN_TRANSPORT, info.total_count_change)
-        if unlogged is not None:
-            self._log.warning(f"{info.total_count_change} frame(s) lost in transport before reaching the node "
-                              f"({info.total_count} in all; {unlogged} more since the last message): "
-                              f"{LARGE_FRAMES_HINT}")
+        warning = self._transport.frames_lost(info.total_count_change, info.total_count)
+        if warning is not None:
+            self._log.warning(warning)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._offer(msg.header, lambda: self._converter.compressed_to_rgb(msg))

@@ -13,6 +13,8 @@ from stark_ros.datasets import load_simple_sequence
 from stark_ros.node.frame_buffer import Frame
 from stark_ros.node.parameters import PARAMETERS, check_changes, defaults
 from stark_ros.node.requests import MatchSettings, Reason, Request
+from stark_ros.node.telemetry import LOST_IN_TRANSPORT, Telemetry
+from stark_ros.node.transport import FASTDDS_DEFAULT_SEGMENT_BYTES, PROFILE_ENV, TransportWatch
 from stark_ros.node.worker import DEACTIVATED_MESSAGE, Limits, StepOutput, TrackerWorker
 from stark_ros.tracking.lost import TargetState, TrackEventType
 from stark_ros.tracking.policy import TrackingPolicy
@@ -308,3 +310,17 @@ def test_parameter_changes_are_checked_without_a_model():
     refused = check_changes({"reacquire_threshold": 0.5}, {**values, "reacquire_threshold": 0.5}, None)
     assert "must not be below" in refused
     assert check_changes({"max_targets": 0}, values, None) is not None
+
+
+# ---------------------------------------------------------------------------------- transport
+def test_frames_lost_in_transport_are_counted_and_large_frames_warned_once():
+    telemetry = Telemetry()
+    watch = TransportWatch(telemetry, environ={})
+    assert watch.frame_arrived(FASTDDS_DEFAULT_SEGMENT_BYTES) is None          # fits the default segment
+    warning = watch.frame_arrived(FASTDDS_DEFAULT_SEGMENT_BYTES + 1)
+    assert PROFILE_ENV in warning and "fastdds_large_images.xml" in warning
+    assert watch.frame_arrived(FASTDDS_DEFAULT_SEGMENT_BYTES + 1) is None      # once
+    assert TransportWatch(telemetry, {PROFILE_ENV: "/p.xml"}).frame_arrived(10 * FASTDDS_DEFAULT_SEGMENT_BYTES) is None
+    assert "3 frame(s) lost" in watch.frames_lost(3, 3)
+    assert watch.frames_lost(2, 5) is None                                     # throttled, still counted
+    assert telemetry.skips.counts[LOST_IN_TRANSPORT] == 5
