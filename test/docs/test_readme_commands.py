@@ -69,6 +69,14 @@ COMMANDS = {
     "make demo": Run(replace={"make demo": "python -m stark_ros.demo"},
                      extra=("--frames", str(DEMO_FRAMES), "--out", "{tmp}/demo"), expect="AUC"),
     "make test": NotHere("the suite this test belongs to (ruff, then pytest over test/)"),
+    "ros2 service call /tracker/start_tracking stark_ros/srv/StartTracking \\": NotHere(
+        ROS2_CLI, parts=("test/ros/test_tracker_node.py::test_services_start_list_cancel",)),
+    '"{target: {bbox: {center: {position: {x: 320.0, y: 240.0}}, size_x: 80.0, size_y: 120.0}, id: car}}"': NotHere(
+        "the YAML argument of the `ros2 service call` above",
+        parts=("test/ros/test_tracker_node.py::test_services_start_list_cancel",)),
+    "python -m stark_ros.evaluate --root ../shared/data/lt": ByTest(
+        "test/eval/test_longterm.py::test_evaluate_records_states_and_scores_lt"),
+    "python -m stark_ros.bench image_qos": Run(extra=("--sizes", "320x240", "--frames", "3")),
     "cd ~/ros2_ws/src && git clone <this repository> stark_ros": NotHere(
         "a workspace on a ROS 2 machine", parts=(COLCON_TEST,)),
     "cd ~/ros2_ws && rosdep install --from-paths src --ignore-src -y": NotHere(
@@ -109,12 +117,12 @@ COMMANDS = {
                  "/planner/target": "/target"},
         extra=("--out", "{tmp}/replay_named"), before=(BAG_WRITE,), expect="\"tracked\""),
     "ros2 launch stark_ros tracker.launch.py image:=/camera/image use_sim_time:=true &": ByTest(
-        "test/ros/test_launch.py::test_launch_file_params_file_compressed_sim_time_log_level"),
-    "ros2 bag play out/crossing_bag --clock": NotHere(
+        "test/ros/test_launch.py::test_launch_file_params_file_image_transport_sim_time_log_level"),
+    "ros2 bag play out/crossing_bag --clock --remap /target:=/tracker/target": NotHere(
         ROS2_CLI, parts=("test/eval/test_bags.py::test_replay_equals_offline_runtime",)),
-    "ros2 bag record -o out/tracks /tracks /events": NotHere(
+    "ros2 bag record -o out/tracks /tracker/tracks /tracker/events /tracker/detections": NotHere(
         ROS2_CLI, parts=("test/eval/test_bags.py::test_replay_equals_offline_runtime",)),
-    "ros2 topic echo /events": NotHere(ROS2_CLI, parts=(
+    "ros2 topic echo /tracker/events": NotHere(ROS2_CLI, parts=(
         "test/ros/test_faults.py::test_model_with_nan_weights_fails_configure",)),
     "python -m stark_ros.bench runtime": ByTest(
         "test/torch/test_runtime_bench.py::test_runtime_benchmark_reports_both_engines_against_the_matmul_peak"),
