@@ -3,6 +3,7 @@ reporting of the providers really in use, metadata checks with clear errors."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -33,42 +34,100 @@ class ModelLoadError(RuntimeError):
     """A model file that is missing, corrupt, or not a stark_ros export; says which and why."""
 
 
+# Arithmetic of the network on a GPU (the CPU provider computes float32 whatever is asked):
+#   fp32  exact float32, the CPU's boxes: CUDA with TF32 off; TensorRT is left out, because it builds
+#         engines with TF32 allowed and ONNX Runtime has no option to forbid it;
+#   tf32  float32 storage, MatMul/Conv in TF32 on Ampere and newer (CUDA's and TensorRT's default);
+#   fp16  float16: TensorRT FP16 engines, or the model's float16 graphs on CUDA.
+PRECISION_FP32 = "fp32"
+PRECISION_TF32 = "tf32"
+PRECISION_FP16 = "fp16"
+PRECISIONS = (PRECISION_FP32, PRECISION_TF32, PRECISION_FP16)
+# ONNX Runtime's default logger severity (warning), restored after a quiet session start.
+ORT_DEFAULT_LOG_SEVERITY = 2
+ORT_SILENT_LOG_SEVERITY = 4
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     providers: tuple[str, ...] = DEFAULT_PROVIDERS
-    trt_fp16: bool = True
+    precision: str = PRECISION_FP32
     trt_engine_cache_dir: str = str(DEFAULT_TRT_CACHE)
     # 0 lets ONNX Runtime choose (one thread per physical core).
     intra_op_threads: int = 0
+    # Off: between two network calls the tracker crops and scores on the same cores, where spinning
+    # worker threads would take the CPU from it.
+    intra_op_spinning: bool = False
     graph_optimization: str = "all"
     warmup: bool = True
+    # Superseded by ``precision``, read by nothing; kept until the node's parameter is renamed.
+    trt_fp16: bool | None = None
 
     def __post_init__(self):
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
             raise ValueError(f"graph_optimization must be one of {sorted(GRAPH_OPTIMIZATION)}, "
                              f"got {self.graph_optimization!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not self.providers:
             raise ValueError("at least one execution provider is needed")
         if self.intra_op_threads < 0:
             raise ValueError("intra_op_threads must be >= 0")
 
 
-def _provider_list(options: RuntimeOptions) -> list:
+def provider_options(name: str, options: RuntimeOptions) -> dict[str, str]:
+    """The ONNX Runtime options of provider ``name`` that carry ``options.precision`` (and the
+    TensorRT engine cache); empty for providers without any."""
+    if name == CUDA:
+        return {"use_tf32": "1" if options.precision == PRECISION_TF32 else "0"}
+    if name == TENSORRT:
+        return {"trt_fp16_enable": "1" if options.precision == PRECISION_FP16 else "0",
+                "trt_engine_cache_enable": "1", "trt_engine_cache_path": options.trt_engine_cache_dir}
+    return {}
+
+
+def provider_list(options: RuntimeOptions, exclude=()) -> list[tuple[str, dict[str, str]]]:
+    """(provider, options) to ask ONNX Runtime for, in the caller's order: those this build has,
+    TensorRT only where the precision allows it, and the CPU when nothing else is left."""
     available = set(ort.get_available_providers())
     chosen = []
     for name in options.providers:
-        if name not in available:
+        if name not in available or name in exclude or (name == TENSORRT and options.precision == PRECISION_FP32):
             continue
         if name == TENSORRT:
             Path(options.trt_engine_cache_dir).mkdir(parents=True, exist_ok=True)
-            chosen.append((name, {"trt_fp16_enable": options.trt_fp16, "trt_engine_cache_enable": True,
-                                  "trt_engine_cache_path": options.trt_engine_cache_dir}))
-        else:
-            chosen.append(name)
+        chosen.append((name, provider_options(name, options)))
     if not chosen:
         # Requests for providers this onnxruntime build lacks still get a working session.
-        chosen.append(CPU)
+        chosen.append((CPU, {}))
     return chosen
+
+
+@contextlib.contextmanager
+def _quiet_ort_start():
+    """ONNX Runtime logs its own error block (to stderr, once per session) when a provider's
+    libraries fail to load, then falls back; the package says what happened once, in words
+    (:func:`report_providers`), so ORT's block is kept out while a session starts."""
+    ort.set_default_logger_severity(ORT_SILENT_LOG_SEVERITY)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
+
+
+def float16_model_bytes(fp32_path: Path) -> bytes:
+    """The float16 twin of an exported graph, converted in memory for a model folder that does not
+    ship one (needs the ``onnx`` package; ``python -m stark_ros.export.float16 DIR`` writes them once)."""
+    try:
+        from stark_ros.export.float16 import float16_model
+    except ImportError as exc:
+        raise ModelLoadError(f"{fp32_path}: precision fp16 on CUDA needs the float16 graph "
+                             f"{md.fp16_file(fp32_path.name)} beside it, or the onnx package to convert it "
+                             f"({exc}); write it with python -m stark_ros.export.float16 {fp32_path.parent}") from None
+    import onnx
+
+    LOG.info("%s: no %s beside it; converting to float16 in memory", fp32_path, md.fp16_file(fp32_path.name))
+    return float16_model(onnx.load(str(fp32_path))).SerializeToString()
 
 
 class GraphSession:
@@ -78,15 +137,12 @@ class GraphSession:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: model file not found")
-        so = ort.SessionOptions()
-        so.graph_optimization_level = GRAPH_OPTIMIZATION[options.graph_optimization]
-        so.intra_op_num_threads = options.intra_op_threads
-        so.log_severity_level = 3  # ORT's own warnings about provider fallbacks are reported by us, once
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=_provider_list(options))
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({first})") from None
+        self.session = self._start(self.path, options, provider_list(options))
+        if options.precision == PRECISION_FP16 and CUDA in self.session.get_providers() \
+                and TENSORRT not in self.session.get_providers():
+            # CUDA computes in the precision of the graph: run the model's float16 twin.
+            self.session = self._start(self.path.with_name(md.fp16_file(self.path.name)), options,
+                                       provider_list(options, exclude=(TENSORRT,)), fp16_of=self.path)
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             self.info = md.ModelInfo.from_metadata(meta, str(self.path))
@@ -97,7 +153,26 @@ class GraphSession:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = tuple(self.session.get_providers())
+        self.provider_options = self.session.get_provider_options()
         self._binding = CUDA in self.providers or TENSORRT in self.providers
+
+    @staticmethod
+    def _start(path: Path, options: RuntimeOptions, providers, fp16_of: Path | None = None):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = GRAPH_OPTIMIZATION[options.graph_optimization]
+        so.intra_op_num_threads = options.intra_op_threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.intra_op_spinning else "0")
+        so.log_severity_level = 3  # ORT's own warnings about provider fallbacks are reported by us, once
+        model = str(path)
+        if fp16_of is not None and not path.is_file():
+            model = float16_model_bytes(fp16_of)
+        try:
+            with _quiet_ort_start():
+                return ort.InferenceSession(model, sess_options=so, providers=[p for p, _ in providers],
+                                            provider_options=[o for _, o in providers])
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise ModelLoadError(f"{path}: not a loadable ONNX model ({first})") from None
 
     def require_inputs(self, names) -> None:
         missing = [n for n in names if n not in self.input_names]
@@ -117,15 +192,25 @@ class GraphSession:
         return binding.copy_outputs_to_cpu()
 
 
-def report_providers(requested: tuple[str, ...], active: tuple[str, ...], log=LOG) -> None:
-    """Say once, clearly, when a requested GPU provider is not the one running the model."""
+def report_providers(options: RuntimeOptions, active: tuple[str, ...], log=LOG) -> None:
+    """Say once, clearly, which providers run the model and in which precision, and why a requested
+    GPU provider is not among them."""
+    requested = options.providers
+    available = ort.get_available_providers()
     wanted_gpu = [p for p in requested if p in GPU_PROVIDERS]
     if wanted_gpu and not any(p in active for p in GPU_PROVIDERS):
-        available = ort.get_available_providers()
         why = ("this onnxruntime build has no GPU providers (install onnxruntime-gpu)"
                if not any(p in available for p in GPU_PROVIDERS)
                else "the GPU providers failed to start (CUDA/cuDNN/TensorRT libraries missing or no GPU)")
         log.warning("running STARK on the CPU: requested %s but %s; active providers: %s",
                     ", ".join(wanted_gpu), why, ", ".join(active))
-    else:
-        log.info("ONNX Runtime providers in use: %s", ", ".join(active))
+        return
+    if TENSORRT in requested and TENSORRT not in active and any(p in active for p in GPU_PROVIDERS):
+        if options.precision == PRECISION_FP32:
+            log.info("TensorRT left out: precision %s asks for exact float32, and TensorRT builds its engines "
+                     "with TF32 allowed; precision %s or %s uses it", PRECISION_FP32, PRECISION_TF32, PRECISION_FP16)
+        elif TENSORRT in available:
+            log.warning("TensorRT requested but it failed to start (its libraries, e.g. libnvinfer, are missing "
+                        "or do not match this onnxruntime build): running on %s", ", ".join(active))
+    log.info("ONNX Runtime providers in use: %s, precision %s%s", ", ".join(active), options.precision,
+             "" if any(p in active for p in GPU_PROVIDERS) else " (the CPU computes float32 whatever is asked)")

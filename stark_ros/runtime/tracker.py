@@ -37,7 +37,7 @@ class StarkRuntime(TrackingPolicy):
             update_threshold=None if update_threshold is None else float(update_threshold),
             size_update_rate=None if size_update_rate is None else float(size_update_rate),
             score_source=score_source)
-        report_providers(self.options.providers, engine.providers, LOG)
+        report_providers(self.options, engine.providers, LOG)
         # The model's own thresholds (from its score study, in its metadata) unless the caller gives
         # others; generic defaults, said in the log, for a model without a study.
         super().__init__(engine, settings, lost=lost, model_lost=self.info.lost, lost_source=self.info.lost_source,
