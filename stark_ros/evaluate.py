@@ -33,28 +33,9 @@ DEFAULT_TRACKERS = ("runtime", "baseline", "static")
 def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True,
                  size_update_rate: float | None = None):
     kind, _, arg = spec.partition(":")
-    # Names of network trackers say which non-default tracking settings they ran with.
-    suffix = ("" if lost_logic else "_nolost") + (f"_size{size_update_rate:g}" if size_update_rate else "")
-    if kind == "runtime":
-        from stark_ros.core.lost import NEVER_LOST
-        from stark_ros.runtime import RuntimeTracker, StarkRuntime, resolve_model
-
-        model = resolve_model(arg or None)
-        rt = StarkRuntime(model, update_interval=update_interval, lost=None if lost_logic else NEVER_LOST,
-                          size_update_rate=size_update_rate)
-        return RuntimeTracker(rt), f"stark_{rt.info.variant.lower()}_onnx{suffix}", f"{model}"
-    if kind == "reference":
-        if not arg:
-            raise ValueError("reference:CHECKPOINT needs a checkpoint")
-        from stark_ros.core.lost import NEVER_LOST
-        from stark_ros.core.policy import with_overrides
-        from stark_ros.model import ReferenceTracker, load_checkpoint
-
-        # The runtime's policy with the same settings: the same algorithm as runtime:DIR of its export.
-        model, cfg = load_checkpoint(arg)
-        settings = with_overrides(cfg.tracker, update_interval=update_interval, size_update_rate=size_update_rate)
-        return (ReferenceTracker(model, settings, lost=None if lost_logic else NEVER_LOST),
-                f"stark_{cfg.variant.lower()}_torch{suffix}", arg)
+    if kind in ("runtime", "reference"):
+        return _network_tracker(kind, arg, update_interval=update_interval, size_update_rate=size_update_rate,
+                                lost_logic=lost_logic)
     if kind == "baseline":
         tracker = OpenCVBaseline(arg or None)
         return tracker, tracker.name, "OpenCV, no weights"
@@ -68,6 +49,32 @@ def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True
         return tracker, tracker.name, "untrained EfficientNet-Lite0 ImageNet features, cosine matching (diagnostic)"
     raise ValueError(f"unknown tracker {spec!r} (runtime[:DIR], reference:CKPT, baseline[:csrt|mil], static, "
                      "matcher)")
+
+
+def _network_tracker(kind: str, arg: str, lost_logic: bool, **overrides):
+    """The tracking policy on ONNX Runtime (``runtime[:MODEL_DIR]``) or on PyTorch
+    (``reference:CHECKPOINT``, the same algorithm as ``runtime:`` of its export), with the same
+    overrides and lost logic, behind the one single-target adapter."""
+    from stark_ros.tracking.lost import NEVER_LOST
+    from stark_ros.tracking.policy import SingleTargetTracker
+
+    lost = None if lost_logic else NEVER_LOST
+    if kind == "runtime":
+        from stark_ros.runtime import StarkRuntime, resolve_model
+
+        source = resolve_model(arg or None)
+        policy, engine_name = StarkRuntime(source, lost=lost, **overrides), "onnx"
+    else:
+        if not arg:
+            raise ValueError("reference:CHECKPOINT needs a checkpoint")
+        from stark_ros.model import ReferenceTracker, load_checkpoint
+
+        source = arg
+        policy, engine_name = ReferenceTracker(load_checkpoint(arg)[0], lost, **overrides), "torch"
+    # Names of network trackers say which non-default tracking settings they ran with.
+    size_update_rate = overrides.get("size_update_rate")
+    suffix = ("" if lost_logic else "_nolost") + (f"_size{size_update_rate:g}" if size_update_rate else "")
+    return SingleTargetTracker(policy), f"stark_{policy.variant.lower()}_{engine_name}{suffix}", f"{source}"
 
 
 def main(argv=None) -> int:

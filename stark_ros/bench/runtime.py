@@ -228,11 +228,11 @@ def make_setup(variant: str, threads: int, checkpoint: str | None, graph_optimiz
 
 
 def network_calls(setup: Setup, inputs: Inputs) -> tuple[dict, float]:
-    """One callable per engine running every search crop through ``track`` (templates encoded once
+    """One callable per engine running every search crop through ``predict`` (templates encoded once
     by each engine), and the largest box difference of the two engines on the first crop."""
-    from stark_ros.core.policy import network_input
+    from stark_ros.tracking.policy import network_input
 
-    policies = {"torch": setup.reference.policy, "ort": setup.runtime}
+    policies = {"torch": setup.reference, "ort": setup.runtime}
     s = setup.runtime.settings
     slots = 1 + s.num_dynamic_templates
     t_img, t_mask, _ = network_input(inputs.frames[0], inputs.boxes[0], s.template_factor, s.template_size, s)
@@ -242,26 +242,28 @@ def network_calls(setup: Setup, inputs: Inputs) -> tuple[dict, float]:
     for name, policy in policies.items():
         engine = policy.engine
         templates = [engine.encode_templates(t_img, t_mask)] * slots
-        first[name] = engine.track(templates, *searches[0])[0]
+        first[name] = engine.predict(templates, *searches[0])[0]
 
         def run(engine=engine, templates=templates):
             for image, mask in searches:
-                engine.track(templates, image, mask)
+                engine.predict(templates, image, mask)
         calls[name] = run
     return calls, float(np.abs(first["torch"] - first["ort"]).max())
 
 
 def tracker_calls(setup: Setup, inputs: Inputs) -> dict:
     """The whole tracker over the frames, each way, through the single-target protocol."""
-    from stark_ros.runtime import RuntimeTracker
+    from stark_ros.tracking.policy import SingleTargetTracker
 
-    def go(tracker):
+    def go(policy):
+        tracker = SingleTargetTracker(policy)
+
         def run():
             tracker.initialize(inputs.frames[0], inputs.boxes[0])
             for frame in inputs.frames[1:]:
                 tracker.track(frame)
         return run
-    return {"torch": go(setup.reference), "ort": go(RuntimeTracker(setup.runtime))}
+    return {"torch": go(setup.reference), "ort": go(setup.runtime)}
 
 
 def targets_cost(rt, inputs: Inputs, rounds: int) -> dict[int, float]:
@@ -283,7 +285,7 @@ def targets_cost(rt, inputs: Inputs, rounds: int) -> dict[int, float]:
 
 def bench_variant(variant: str, inputs: Inputs, threads: int, rounds: int, checkpoint: str | None,
                   graph_optimization: str, workdir: Path, peak: MatMulPeak) -> dict:
-    from stark_ros.core import model_metadata as md
+    from stark_ros.tracking import model_metadata as md
 
     setup = make_setup(variant, threads, checkpoint, graph_optimization, workdir)
     n = len(inputs.frames) - 1

@@ -1,1 +1,1 @@
-"""Torch-free, ROS-free building blocks shared by every layer (geometry, tracker parameters, data)."""
+"""Torch-free, ROS-free vocabulary shared by every layer: boxes, geometry, images, stamps, where installed files are."""

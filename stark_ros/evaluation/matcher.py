@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from stark_ros.core.geometry import crop_around, normalize_patch
-from stark_ros.core.params import IMAGENET_MEAN, IMAGENET_STD
+from stark_ros.tracking.settings import IMAGENET_MEAN, IMAGENET_STD
 
 STATIC_NAME = "static_box"
 MATCHER_NAME = "feature_matcher_lite0"

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from stark_ros.core.geometry import iou_xywh
-from stark_ros.core.lost import NEVER_LOST, TrackEventType
-from stark_ros.core.params import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD, SCORE_SOURCES
 from stark_ros.datasets import Sequence, load_simple_sequence, shared_dir
 from stark_ros.datasets.cuts import load_cut_sequence
 from stark_ros.datasets.splits import TRAIN_VALIDATION
 from stark_ros.evaluation.metrics import sequence_metrics
 from stark_ros.runtime import LostSettings, RuntimeOptions, StarkRuntime
+from stark_ros.tracking.lost import NEVER_LOST, TrackEventType
+from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD, SCORE_SOURCES
 
 FOUND_IOU = 0.5            # a frame "has the target" when the tracked box overlaps the truth this much
 ABSENT_FRAMES = 30         # frames of another video shown after each initialisation

@@ -4,9 +4,9 @@ import argparse
 import logging
 import sys
 
-from stark_ros.core.params import SCORE_SOURCES
 from stark_ros.export.onnx_export import export_checkpoint
 from stark_ros.model import CheckpointError
+from stark_ros.tracking.settings import SCORE_SOURCES
 
 
 def main(argv=None) -> int:

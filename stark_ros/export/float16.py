@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from stark_ros.core import model_metadata as md
+from stark_ros.tracking import model_metadata as md
 
 FLOAT32_OPS = frozenset({"CumSum", "Sin", "Cos", "ReduceL2"})
 # Inputs (by position) that an operator requires in float32 whatever its data type.

@@ -10,9 +10,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from stark_ros.core import model_metadata as md
-from stark_ros.core.lost import LostSettings
-from stark_ros.core.params import TrackerSettings
+from stark_ros.tracking import model_metadata as md
+from stark_ros.tracking.lost import LostSettings
+from stark_ros.tracking.settings import TrackerSettings
 
 
 def replace_metadata(proto, values: dict) -> None:

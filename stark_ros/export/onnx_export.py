@@ -8,7 +8,7 @@
   run in one call.
 
 No boolean tensors anywhere (masks are float), opset >= 17, metadata from
-:mod:`stark_ros.core.model_metadata`.
+:mod:`stark_ros.tracking.model_metadata`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 import stark_ros
-from stark_ros.core import model_metadata as md
 from stark_ros.export.metadata import replace_metadata
 from stark_ros.model import StarkModel, load_checkpoint
 from stark_ros.model.checkpoint import file_sha256
+from stark_ros.tracking import model_metadata as md
 
 OPSET = 17
 LOG = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from stark_ros.core.params import TrackerSettings
+from stark_ros.tracking.settings import TrackerSettings
 
 BACKBONES = ("resnet50", "resnet101", "efficientnet_lite0")
 # Output stride of every backbone's feature map (ResNet up to layer3; EfficientNet stage 5).

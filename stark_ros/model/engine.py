@@ -1,4 +1,4 @@
-"""The PyTorch engine of the tracking policy (:class:`stark_ros.core.policy.Engine`): a
+"""The PyTorch engine of the tracking policy (:class:`stark_ros.tracking.policy.Engine`): a
 :class:`StarkModel` evaluated eagerly, in eval mode and without gradients. No crops, no decisions:
 those are the policy's, so this engine and the ONNX Runtime one differ only in how the network is run."""
 
@@ -25,8 +25,8 @@ class TorchEngine:
         return [{key: value.narrow(TOKEN_BATCH_AXES[key], i, 1) for key, value in tokens.items()}
                 for i in range(len(images))]
 
-    def track(self, templates_by_slot: list[list[Token]], images: np.ndarray,
-              masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, templates_by_slot: list[list[Token]], images: np.ndarray,
+                masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         templates = [{key: torch.cat([t[key] for t in tokens], dim=axis) for key, axis in TOKEN_BATCH_AXES.items()}
                      for tokens in templates_by_slot]
         with torch.no_grad():

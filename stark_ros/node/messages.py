@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 
-from stark_ros.core.lost import TargetState, TrackEventType
 from stark_ros.interface import box_to_msg
 from stark_ros.msg import TrackedObject, TrackEvent
+from stark_ros.tracking.lost import TargetState, TrackEventType
 
 STATE_TO_MSG = {TargetState.TRACKING: TrackedObject.STATE_TRACKING, TargetState.LOST: TrackedObject.STATE_LOST}
 EVENT_TO_MSG = {

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stark_ros.core.lost import TargetState
+from stark_ros.tracking.lost import TargetState
 
 
 @dataclass

@@ -39,7 +39,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from stark_ros.core.images import DEFAULT_MAX_IMAGE_PIXELS, ImageConversionError, make_converter
-from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
 from stark_ros.core.stamps import NS_PER_S, stamp_ns
 from stark_ros.interface import (
     CANCEL_TRACKING_SERVICE,
@@ -70,6 +69,7 @@ from stark_ros.node.requests import MatchSettings, PendingRequests, Reason, Requ
 from stark_ros.node.targets import TargetTable
 from stark_ros.runtime import ModelLoadError, RuntimeOptions, StarkRuntime, resolve_model
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
+from stark_ros.tracking.lost import LostSettings, TargetState, TrackEventType
 
 LOG_THROTTLE_S = 5.0
 BYTES_PER_MB = 1 << 20

@@ -1,4 +1,4 @@
-"""The ONNX Runtime engine of the tracking policy (:class:`stark_ros.core.policy.Engine`): the two
+"""The ONNX Runtime engine of the tracking policy (:class:`stark_ros.tracking.policy.Engine`): the two
 exported graphs of a model folder, and nothing else (no crops, no decisions: those are the policy's)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stark_ros.core import model_metadata as md
 from stark_ros.runtime.session import GraphSession, ModelLoadError, RuntimeOptions
+from stark_ros.tracking import model_metadata as md
 
 # A token of this engine: the template graph's (feat, feat_mask, pos) for one crop, batch 1 each.
 Token = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -52,8 +52,8 @@ class OrtEngine:
         feat, mask, pos = self.template.run({md.IN_IMAGE: images, md.IN_MASK: masks})
         return [(feat[i:i + 1], mask[i:i + 1], pos[i:i + 1]) for i in range(len(images))]
 
-    def track(self, templates_by_slot: list[list[Token]], images: np.ndarray,
-              masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, templates_by_slot: list[list[Token]], images: np.ndarray,
+                masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         feeds = {md.IN_SEARCH_IMAGE: images, md.IN_SEARCH_MASK: masks}
         for prefix, tokens in zip(self._prefixes, templates_by_slot, strict=True):
             for part, name in enumerate(md.token_input_names(prefix)):

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from stark_ros.core import locate
-from stark_ros.core import model_metadata as md
 from stark_ros.runtime.session import ModelLoadError
+from stark_ros.tracking import model_metadata as md
 
 DEFAULT_MODEL_NAME = "default"
 MODEL_ENV = "STARK_ROS_MODEL"

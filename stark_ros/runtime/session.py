@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from stark_ros.core import model_metadata as md
+from stark_ros.tracking import model_metadata as md
 
 LOG = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from torch.utils.data import Dataset
 
 from stark_ros.core.boxes import centres, cxcywh_to_xywh, xywh_to_xyxy
 from stark_ros.core.geometry import crop_around, normalize_patch
-from stark_ros.core.params import TrackerSettings
 from stark_ros.datasets import Sequence
+from stark_ros.tracking.settings import TrackerSettings
 from stark_ros.training.config import Augmentation
 
 # A jittered positive search crop must keep at least this share of the target's area inside.

@@ -36,9 +36,9 @@ import torch
 
 from stark_ros.core.boxes import cxcywh_to_xywh, xywh_to_xyxy
 from stark_ros.core.geometry import crop_around
-from stark_ros.core.params import TrackerSettings
 from stark_ros.datasets import Sequence
 from stark_ros.model.stark import feature_mask
+from stark_ros.tracking.settings import TrackerSettings
 from stark_ros.training.config import Augmentation
 from stark_ros.training.data import EpochSampledDataset, PairDataset, pick_frames, valid_frames
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from stark_ros.core.appearance import AppearanceModel, box_histogram
 from stark_ros.datasets import load_simple_sequence
+from stark_ros.tracking.appearance import AppearanceModel, box_histogram
 
 BOX = (40, 30, 50, 40)
 

@@ -24,7 +24,7 @@ from stark_ros.core.geometry import (
     normalize_patch,
     validate_box,
 )
-from stark_ros.core.params import DEFAULT_CLIP_MARGIN, IMAGENET_MEAN, IMAGENET_STD
+from stark_ros.tracking.settings import DEFAULT_CLIP_MARGIN, IMAGENET_MEAN, IMAGENET_STD
 
 # Small frames and outputs keep each example cheap on a shared 2-core machine; boxes reach several
 # times the frame size (and ~1500 px crops), far enough to exercise "huge" without large allocations.

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
+from stark_ros.tracking.lost import LostMonitor, LostSettings, TargetState, TrackEventType
 
 SETTINGS = LostSettings(lost_threshold=0.3, lost_frames=3, reacquire_threshold=0.6, reacquire_frames=1,
                         search_growth_per_frame=1.5, max_search_growth=2.0)
@@ -14,7 +14,7 @@ BOX = np.array([10.0, 20.0, 30.0, 40.0])
 
 
 def feed(monitor, scores, box=BOX):
-    return [monitor.update(s, box + i) for i, s in enumerate(scores)]
+    return [monitor.observe(s, box + i) for i, s in enumerate(scores)]
 
 
 def test_lost_after_n_low_frames_and_box_held():
@@ -54,7 +54,7 @@ def test_reacquire_needs_the_higher_threshold_and_search_grows_capped():
     assert m.state is TargetState.LOST and m.search_scale == 1.5
     feed(m, [0.5, 0.5])  # above lost, below reacquire: still lost
     assert m.state is TargetState.LOST and m.search_scale == 2.0  # 1.5 ** 3 capped at 2
-    box, event = m.update(0.7, BOX + 100)
+    box, event = m.observe(0.7, BOX + 100)
     assert event is TrackEventType.REACQUIRED and m.state is TargetState.TRACKING
     np.testing.assert_array_equal(box, BOX + 100)
     assert m.search_scale == 1.0 and m.frames_since_confident == 0
@@ -66,12 +66,12 @@ def test_reacquire_needs_confident_frames_and_a_dip_slows_it():
     assert m.state is TargetState.LOST
     # One confident frame, then a dip: the streak falls back, nothing is announced.
     for score in (0.9, 0.1, 0.9, 0.9):
-        box, event = m.update(score, BOX + 50)
+        box, event = m.observe(score, BOX + 50)
         assert event is None and m.state is TargetState.LOST
         np.testing.assert_array_equal(box, BOX)  # still reported where it was last seen
     # The next search stays around the last confident box.
     np.testing.assert_array_equal(m.search_centre(BOX + 7), BOX)
-    box, event = m.update(0.9, BOX + 51)
+    box, event = m.observe(0.9, BOX + 51)
     assert event is TrackEventType.REACQUIRED and m.state is TargetState.TRACKING
     np.testing.assert_array_equal(box, BOX + 51)
     np.testing.assert_array_equal(m.search_centre(BOX + 7), BOX + 7)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from stark_ros.core.geometry import map_box_back
-from stark_ros.core.lost import LostSettings, TargetState, TrackEventType
-from stark_ros.core.params import TrackerSettings
-from stark_ros.core.policy import QUERY, TrackingPolicy, sigmoid
+from stark_ros.tracking.lost import LostSettings, TargetState, TrackEventType
+from stark_ros.tracking.policy import QUERY, SingleTargetTracker, TrackingPolicy, sigmoid
+from stark_ros.tracking.settings import TrackerSettings
 
 SETTINGS = TrackerSettings(template_size=32, search_size=64, update_interval=2)
 LOST = LostSettings(lost_threshold=0.3, lost_frames=1, reacquire_threshold=0.6, reacquire_frames=1,
@@ -23,7 +23,7 @@ QUERY_LOGITS = np.array([2.0, -3.0])
 
 
 class ScriptedEngine:
-    """An engine (the policy's protocol) whose network is a table: each track() call returns the
+    """An engine (the policy's protocol) whose network is a table: each predict() call returns the
     next (boxes, logits) of ``script`` for every target; it records what it was given."""
 
     def __init__(self, script):
@@ -37,7 +37,7 @@ class ScriptedEngine:
         self.encoded += len(images)
         return tokens
 
-    def track(self, templates_by_slot, images, masks):
+    def predict(self, templates_by_slot, images, masks):
         self.templates_seen.append([list(slot) for slot in templates_by_slot])
         self.search_masks.append(masks)
         boxes, logits = self.script.pop(0)
@@ -102,3 +102,31 @@ def test_search_region_grows_while_lost(frame):
     # until the growth cap.
     padding = [float(m.mean()) for m in engine.search_masks]
     assert padding[0] < padding[1] < padding[2] <= padding[3]
+
+
+def test_overrides_are_applied_once_by_the_policy_and_only_to_the_tracking_rules(frame):
+    engine = ScriptedEngine([])
+    assert TrackingPolicy(engine, SETTINGS, LOST).settings == SETTINGS
+    assert TrackingPolicy(engine, SETTINGS, LOST, update_interval=None).settings == SETTINGS   # None: the model's
+    chosen = TrackingPolicy(engine, SETTINGS, LOST, update_interval=7.0, size_update_rate=1).settings
+    assert (chosen.update_interval, chosen.size_update_rate) == (7, 1.0) and type(chosen.update_interval) is int
+    # What the network was trained and exported with is not the caller's to change.
+    with pytest.raises(TypeError, match="search_size"):
+        TrackingPolicy(engine, SETTINGS, LOST, search_size=128)
+
+
+def test_the_single_target_adapter_tracks_one_target_and_moves_its_search(frame):
+    engine = ScriptedEngine([(QUERY_BOXES, QUERY_LOGITS)] * 2)
+    tracker = SingleTargetTracker(TrackingPolicy(engine, SETTINGS, LOST))
+    with pytest.raises(RuntimeError, match="initialize"):
+        tracker.track(frame)
+    tracker.initialize(frame, BOX)
+    box, score = tracker.track(frame)
+    assert score == tracker.last_result.score and tracker.last_result.state is TargetState.TRACKING
+    np.testing.assert_array_equal(box, tracker.last_result.box)
+    # Teacher forcing: the next search crop is centred on the given box, not on the tracked one.
+    tracker.set_box(BOX)
+    second, _ = tracker.track(frame)
+    np.testing.assert_array_equal(second, box)
+    tracker.initialize(frame, BOX + 1)   # a new sequence replaces the target
+    assert tracker.policy.target_ids == [SingleTargetTracker.TARGET_ID] and tracker.last_result is None

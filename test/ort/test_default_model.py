@@ -15,10 +15,10 @@ from stark_ros.runtime import (
     LostSettings,
     ModelLoadError,
     RuntimeOptions,
-    RuntimeTracker,
     StarkRuntime,
     default_model_dir,
 )
+from stark_ros.tracking.policy import SingleTargetTracker
 
 SEQUENCE = "vot2014_car"   # unseen in training (shared/data/sot is the evaluation set)
 FRAMES = 120
@@ -29,7 +29,7 @@ CPU = RuntimeOptions(providers=("CPUExecutionProvider",))
 
 
 def success_auc(model_dir, seq) -> float:
-    tracker = RuntimeTracker(StarkRuntime(model_dir, CPU))
+    tracker = SingleTargetTracker(StarkRuntime(model_dir, CPU))
     tracker.initialize(seq.frame(0), seq.boxes[0])
     boxes = [seq.boxes[0]] + [tracker.track(seq.frame(i))[0] for i in range(1, len(seq))]
     return sequence_metrics(np.array(boxes[1:]), seq.boxes[1:]).success_auc

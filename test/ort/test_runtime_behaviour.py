@@ -11,7 +11,6 @@ import onnx
 import pytest
 
 import stark_ros
-from stark_ros.core import model_metadata as md
 from stark_ros.core.geometry import BoxProblem, InvalidBoxError
 from stark_ros.runtime import (
     LostSettings,
@@ -21,6 +20,7 @@ from stark_ros.runtime import (
     TargetState,
     TrackEventType,
 )
+from stark_ros.tracking import model_metadata as md
 
 CPU_ONLY = RuntimeOptions(providers=("CPUExecutionProvider",), warmup=False)
 
@@ -140,9 +140,9 @@ def test_s50_tracks_without_lost_detection(exported_model, frame, caplog):
 def test_appearance_score_source_replaces_the_score_head(untrained_lite_model, tmp_path, frame):
     """An export that says score_source: appearance scores by colour similarity to the first box:
     the same frame scores 1, a black frame 0, and the target goes LOST there."""
-    from stark_ros.core.appearance import AppearanceModel
     from stark_ros.export import export_model
     from stark_ros.model import build_model, get_preset
+    from stark_ros.tracking.appearance import AppearanceModel
 
     export_model(build_model(get_preset("LITE")), tmp_path, source_sha256="appearance", score_source="appearance")
     rt = StarkRuntime(tmp_path, CPU_ONLY, LostSettings(lost_threshold=0.3, lost_frames=2, reacquire_threshold=0.5))
@@ -191,3 +191,23 @@ def test_the_model_brings_its_own_lost_thresholds(untrained_lite_model, tmp_path
     assert rt.lost_settings == tuned and rt.info.lost_source == "a test" and rt.uses_appearance_score
     mine = LostSettings(lost_threshold=0.1, reacquire_threshold=0.2)
     assert StarkRuntime(tmp_path, CPU_ONLY, mine).lost_settings == mine
+
+
+@pytest.mark.parametrize("graph", [md.TEMPLATE_FILE, md.TRACK_FILE])
+def test_the_warm_up_refuses_a_graph_with_nan_weights_and_names_it(untrained_lite_model, tmp_path, graph):
+    """Such a model loads and runs, then would report a fixed box as TRACKING: the warm-up (through the
+    engine's public calls) refuses it, naming the graph whose outputs are not finite."""
+    from onnx import numpy_helper
+
+    for name in (md.TEMPLATE_FILE, md.TRACK_FILE):
+        model = onnx.load(str(untrained_lite_model / name))
+        if name == graph:
+            for init in model.graph.initializer:
+                weights = numpy_helper.to_array(init)
+                if weights.dtype.kind == "f" and weights.size > 1:
+                    init.CopyFrom(numpy_helper.from_array(np.full_like(weights, np.nan), init.name))
+        onnx.save(model, str(tmp_path / name))
+    options = RuntimeOptions(providers=("CPUExecutionProvider",))
+    with pytest.raises(ModelLoadError, match=rf"{graph}: non-finite"):
+        StarkRuntime(tmp_path, options)
+    StarkRuntime(untrained_lite_model, options)   # the same check passes a sound model

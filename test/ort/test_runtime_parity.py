@@ -4,9 +4,9 @@ forcing, boxes within 0.01 px, scores within 1e-4), and batches targets without 
 import numpy as np
 import pytest
 
-from stark_ros.core.lost import NEVER_LOST
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
+from stark_ros.tracking.lost import NEVER_LOST
 
 FRAMES = 22  # two dynamic-template updates at the reference interval (see test_reference_tracker)
 REFERENCE_UPDATE_INTERVAL = 10

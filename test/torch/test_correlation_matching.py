@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stark_ros.core import model_metadata as md
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.export import export_model
 from stark_ros.model import ReferenceTracker, build_model, get_preset
 from stark_ros.model.config import MATCHING_CORRELATION
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
+from stark_ros.tracking import model_metadata as md
 
 TOLERANCE = 1e-4
 BOX_TOLERANCE_PX = 0.01
@@ -85,7 +85,9 @@ def test_runtime_tracks_like_the_pytorch_tracker(exported, shared):
     model, folder = exported
     seq = load_simple_sequence(shared / "data" / "sot" / SEQUENCE)
     runtime = StarkRuntime(folder, RuntimeOptions(providers=("CPUExecutionProvider",), warmup=False))
-    reference = ReferenceTracker(model, runtime.settings, runtime.lost_settings).policy
+    # The export says score_source: appearance; the checkpoint's config does not know it.
+    reference = ReferenceTracker(model, runtime.lost_settings, score_source=runtime.settings.score_source)
+    assert reference.settings == runtime.settings
     first = seq.frame(0)
     for policy in (runtime, reference):
         policy.add_target(first, seq.boxes[0], target_id="t")

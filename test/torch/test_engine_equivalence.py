@@ -14,16 +14,15 @@ and withheld while LOST on frames 5 and 10, by both engines alike.
 """
 
 import logging
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from stark_ros.core.lost import LostSettings, TrackEventType
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.model import ReferenceTracker, load_checkpoint
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
+from stark_ros.tracking.lost import LostSettings, TrackEventType
 
 VARIANT = "ST50"
 SEQUENCE = "vot_bag"
@@ -64,9 +63,9 @@ def replay_in_lockstep(policies, seq, frames):
 
 
 def test_both_engines_track_alike_with_the_lost_logic_on(reference_model, exported_model, shared):
-    model, cfg = reference_model
+    model, _ = reference_model
     seq = load_simple_sequence(shared / "data" / "sot" / SEQUENCE)
-    torch_policy = ReferenceTracker(model, replace(cfg.tracker, update_interval=UPDATE_INTERVAL), LOST).policy
+    torch_policy = ReferenceTracker(model, LOST, update_interval=UPDATE_INTERVAL)
     ort_policy = StarkRuntime(exported_model(VARIANT), CPU, LOST, update_interval=UPDATE_INTERVAL)
     assert torch_policy.settings == ort_policy.settings and torch_policy.lost_settings == ort_policy.lost_settings
     by_torch, by_ort = replay_in_lockstep([torch_policy, ort_policy], seq, FRAMES)
@@ -87,9 +86,9 @@ def test_a_checkpoint_without_a_study_tracks_the_official_way_and_says_so(refere
     into the ONNX metadata): score head, no size damping; a checkpoint has no score study, so the
     generic lost thresholds, with the same log line as the runtime's."""
     model, cfg = reference_model
-    with caplog.at_level(logging.WARNING, logger="stark_ros.core.policy"):
+    with caplog.at_level(logging.WARNING, logger="stark_ros.tracking.policy"):
         tracker = ReferenceTracker(model)
-    assert tracker.policy.lost_settings == LostSettings()
+    assert tracker.lost_settings == LostSettings()
     assert "no tuned lost-target thresholds" in caplog.text
-    assert tracker.settings == cfg.tracker and not tracker.policy.uses_appearance_score
+    assert tracker.settings == cfg.tracker and not tracker.uses_appearance_score
     assert tracker.settings.size_update_rate == 1.0

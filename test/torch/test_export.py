@@ -9,8 +9,8 @@ import onnx
 import pytest
 
 import stark_ros
-from stark_ros.core import model_metadata as md
 from stark_ros.export import OPSET
+from stark_ros.tracking import model_metadata as md
 
 TOLERANCE = 1e-4
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from stark_ros.core.geometry import normalize_patch
-from stark_ros.core.params import IMAGENET_MEAN, IMAGENET_STD
 from stark_ros.model import load_checkpoint
+from stark_ros.tracking.settings import IMAGENET_MEAN, IMAGENET_STD
 
 TOLERANCE = 1e-4
 

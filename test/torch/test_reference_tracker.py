@@ -6,15 +6,14 @@ FRAMES frames: that covers two dynamic-template updates (interval 10) and the bo
 search crops at the start of vot_bag.
 """
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 
-from stark_ros.core.lost import NEVER_LOST
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.model import ReferenceTracker, load_checkpoint
+from stark_ros.tracking.lost import NEVER_LOST
+from stark_ros.tracking.policy import SingleTargetTracker
 
 FRAMES = 22
 REFERENCE_UPDATE_INTERVAL = 10
@@ -26,7 +25,7 @@ def replay_with_teacher_forcing(tracker, seq, frames):
     tracker.initialize(seq.frame(0), seq.boxes[0])
     out = []
     for i in range(1, frames):
-        tracker.state = seq.boxes[i - 1].copy()
+        tracker.set_box(seq.boxes[i - 1].copy())
         out.append(tracker.track(seq.frame(i)))
     return out
 
@@ -37,7 +36,7 @@ def test_tracker_matches_official(variant, sequence, official_checkpoint, shared
     torch.set_num_threads(2)
     model, cfg = load_checkpoint(official_checkpoint(variant))
     # The official tracker has no lost logic: never declare the target lost here.
-    tracker = ReferenceTracker(model, replace(cfg.tracker, update_interval=REFERENCE_UPDATE_INTERVAL), NEVER_LOST)
+    tracker = SingleTargetTracker(ReferenceTracker(model, NEVER_LOST, update_interval=REFERENCE_UPDATE_INTERVAL))
     seq = load_simple_sequence(shared / "data" / "sot" / sequence)
     expected = np.genfromtxt(stark_reference / f"track_{variant}_{sequence}.txt", delimiter=",")
     results = replay_with_teacher_forcing(tracker, seq, FRAMES)

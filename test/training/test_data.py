@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from stark_ros.core.geometry import crop_around
-from stark_ros.core.params import TrackerSettings
 from stark_ros.datasets import Sequence, load_simple_sequence
 from stark_ros.datasets.coco import load_coco
+from stark_ros.tracking.settings import TrackerSettings
 from stark_ros.training.config import Augmentation
 from stark_ros.training.data import PairDataset, collate, valid_frames, visible_fraction
 

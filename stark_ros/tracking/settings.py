@@ -4,7 +4,7 @@ into the ONNX metadata) and the ONNX runtime (which reads them back from there).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -18,7 +18,7 @@ DEFAULT_UPDATE_THRESHOLD = 0.5
 DEFAULT_CLIP_MARGIN = 10.0
 # Where a target's score comes from: the network's score head, or (for a model whose head cannot
 # tell present from absent) the colour similarity of the tracked box to the first one
-# (stark_ros.core.appearance). Models without a score head have no score either way.
+# (stark_ros.tracking.appearance). Models without a score head have no score either way.
 SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE = SCORE_SOURCES = ("score_head", "appearance")
 
 
@@ -65,3 +65,19 @@ class TrackerSettings:
             if key in kwargs:
                 kwargs[key] = tuple(float(v) for v in kwargs[key])
         return cls(**kwargs)
+
+
+# The settings a caller may choose over the model's: the tracking rules around the network. The
+# others (crop factors and sizes, normalisation, template slots) are what the network was trained
+# and exported with. Name -> type an override is taken as.
+OVERRIDABLE = {"update_interval": int, "update_threshold": float, "size_update_rate": float, "score_source": str}
+
+
+def with_overrides(settings: TrackerSettings, **overrides) -> TrackerSettings:
+    """``settings`` (the model's) with the overrides that are not None: a caller's choice beats the
+    model's. Raises ``TypeError`` for a name not in :data:`OVERRIDABLE`."""
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise TypeError(f"cannot override {unknown}: only {list(OVERRIDABLE)}")
+    given = {k: OVERRIDABLE[k](v) for k, v in overrides.items() if v is not None}
+    return replace(settings, **given) if given else settings

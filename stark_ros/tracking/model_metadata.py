@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from stark_ros.core.lost import LostSettings
-from stark_ros.core.params import TrackerSettings
+from stark_ros.tracking.lost import LostSettings
+from stark_ros.tracking.settings import TrackerSettings
 
 TEMPLATE_FILE = "template.onnx"
 TRACK_FILE = "track.onnx"

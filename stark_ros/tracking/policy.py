@@ -3,9 +3,9 @@
 Everything a tracker decides lives here, once, for the ONNX Runtime tracker
 (:class:`stark_ros.runtime.StarkRuntime`), the PyTorch reference tracker
 (:class:`stark_ros.model.ReferenceTracker`), the benchmarks and the evaluation tools: where the
-search crop goes and how large it is (the lost logic grows it, :mod:`stark_ros.core.lost`), the crops
+search crop goes and how large it is (the lost logic grows it, :mod:`stark_ros.tracking.lost`), the crops
 themselves and the mapping of the network's box back into the frame (:mod:`stark_ros.core.geometry`),
-size damping and clipping, the score (score head sigmoid or appearance, :mod:`stark_ros.core.appearance`),
+size damping and clipping, the score (score head sigmoid or appearance, :mod:`stark_ros.tracking.appearance`),
 what happens to a non-finite output, the dynamic-template update rule and the LOST / REACQUIRED
 events. An engine only evaluates the network: it turns normalised crops into template tokens and
 (template tokens, search crops) into boxes and score logits, in batches.
@@ -24,15 +24,15 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from stark_ros.core.appearance import AppearanceModel
 from stark_ros.core.geometry import clip_box, crop_around, damp_size, map_box_back, normalize_patch, validate_box
-from stark_ros.core.lost import LostMonitor, LostSettings, TargetState, TrackEventType
-from stark_ros.core.params import SCORE_FROM_APPEARANCE, TrackerSettings
+from stark_ros.tracking.appearance import AppearanceModel
+from stark_ros.tracking.lost import LostMonitor, LostSettings, TargetState, TrackEventType
+from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, TrackerSettings, with_overrides
 
 LOG = logging.getLogger(__name__)
 
@@ -47,14 +47,14 @@ MASK_DTYPE = np.float32
 
 class Engine(Protocol):
     """A STARK network evaluated by some library. Tokens are opaque to the policy: it stores them per
-    target and template slot and hands them back to :meth:`track`."""
+    target and template slot and hands them back to :meth:`predict`."""
 
     def encode_templates(self, images: np.ndarray, masks: np.ndarray) -> list[Any]:
         """(N, 3, T, T) normalised template crops + (N, T, T) float pad masks (1 = padding) ->
         N tokens, one per crop."""
 
-    def track(self, templates_by_slot: list[list[Any]], images: np.ndarray,
-              masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, templates_by_slot: list[list[Any]], images: np.ndarray,
+                masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Template tokens per slot (the initial template first; each a list of N tokens) + (N, 3, S, S)
         search crops + (N, S, S) masks -> boxes (N, Q, 4) cx, cy, w, h normalised to the search
         crop, score logits (N, Q), or None for a model without a score head."""
@@ -78,7 +78,8 @@ class _Target:
     monitor: LostMonitor
     # The first look of the target, for models whose score comes from appearance.
     appearance: AppearanceModel | None = None
-    frame_id: int = 0
+    # Frames this target was tracked on since it started: the clock of the template-update rule.
+    frames_tracked: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,6 @@ def check_frame(frame) -> np.ndarray:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"frame must be HxWx3 RGB, got shape {frame.shape}")
     return frame
-
-
-def with_overrides(settings: TrackerSettings, **overrides) -> TrackerSettings:
-    """``settings`` (the model's) with the overrides that are not None: a caller's choice beats the model's."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return replace(settings, **given) if given else settings
 
 
 def sigmoid(logit: float) -> float:
@@ -125,18 +120,20 @@ def network_input(frame: np.ndarray, box, factor: float, size: int, settings: Tr
 class TrackingPolicy:
     """Multi-target STARK tracking on ``engine``; one batched engine call per frame for all targets.
 
-    ``settings`` are the model's (from its ONNX metadata or its checkpoint's config), with any
-    caller's overrides applied; ``lost`` are the caller's lost-target thresholds, else
+    ``settings`` are the model's (from its ONNX metadata or its checkpoint's config); ``overrides``
+    (:data:`~stark_ros.tracking.settings.OVERRIDABLE` names, None = the model's) are a caller's
+    choices, applied here and nowhere else. ``lost`` are the caller's lost-target thresholds, else
     ``model_lost`` (the model's score study), else the generic :class:`LostSettings`, which the
     policy says in the log.
     """
 
-    def __init__(self, engine: Engine, settings: TrackerSettings, lost: LostSettings | None = None,
-                 model_lost: LostSettings | None = None, lost_source: str = "", variant: str = ""):
+    def __init__(self, engine: Engine, settings: TrackerSettings, lost: LostSettings | None = None, *,
+                 model_lost: LostSettings | None = None, lost_source: str = "", variant: str = "", **overrides):
         self.engine = engine
-        self.settings = settings
+        self.settings = with_overrides(settings, **overrides)
+        self.variant = variant
         self.lost_settings = lost or model_lost or LostSettings()
-        self._slots = 1 + settings.num_dynamic_templates
+        self._slots = 1 + self.settings.num_dynamic_templates
         self._targets: dict[str, _Target] = {}
         self._ids = itertools.count(1)
         # Outputs the network returned as NaN/inf since start (the runtime's warm-up fails on any).
@@ -227,7 +224,7 @@ class TrackingPolicy:
             images.append(image)
             masks.append(mask)
             searches.append(_Search(centre, crop.resize_factor))
-        boxes, logits = self.engine.track([[t.templates[slot] for t in targets] for slot in range(self._slots)],
+        boxes, logits = self.engine.predict([[t.templates[slot] for t in targets] for slot in range(self._slots)],
                                           np.concatenate(images), np.concatenate(masks))
         results = [self._step(frame, t, boxes[i, QUERY], None if logits is None else float(logits[i, QUERY]),
                               searches[i]) for i, t in enumerate(targets)]
@@ -237,15 +234,15 @@ class TrackingPolicy:
 
     def _step(self, frame, target: _Target, net_box, logit: float | None, search: _Search) -> TargetResult:
         """One target's frame after the network: box and score, lost logic, result."""
-        target.frame_id += 1
-        predicted, score = self._predict(frame, target, net_box, logit, search)
-        reported, event = target.monitor.update(score, predicted)
+        target.frames_tracked += 1
+        predicted, score = self._box_and_score(frame, target, net_box, logit, search)
+        reported, event = target.monitor.observe(score, predicted)
         target.box = reported
         return TargetResult(target.target_id, reported.copy(), score, target.monitor.state,
                             target.monitor.frames_since_confident, event)
 
-    def _predict(self, frame, target: _Target, net_box, logit: float | None,
-                 search: _Search) -> tuple[np.ndarray, float]:
+    def _box_and_score(self, frame, target: _Target, net_box, logit: float | None,
+                       search: _Search) -> tuple[np.ndarray, float]:
         """The network's box in frame pixels (size damped, clipped) and its confidence; the last box
         and the lowest confidence when the network's output is not finite."""
         if not (np.all(np.isfinite(net_box)) and (logit is None or math.isfinite(logit))):
@@ -269,7 +266,7 @@ class TrackingPolicy:
         box would teach the tracker the background."""
         s = self.settings
         return (self.has_score_head and target.monitor.state is TargetState.TRACKING
-                and target.frame_id % s.update_interval == 0 and score > s.update_threshold)
+                and target.frames_tracked % s.update_interval == 0 and score > s.update_threshold)
 
     def _refresh_templates(self, frame, targets: list[_Target]) -> None:
         if not targets:
@@ -300,8 +297,10 @@ class TrackingPolicy:
 
 
 class SingleTargetTracker:
-    """The evaluation tools' protocol on a policy: ``initialize(frame, box)`` /
-    ``track(frame) -> (box, score)``; ``last_result`` keeps the frame's full result (state, event)."""
+    """The evaluation tools' protocol on any multi-target tracker (a :class:`TrackingPolicy` on its
+    engine: :class:`~stark_ros.runtime.StarkRuntime`, :class:`~stark_ros.model.ReferenceTracker`):
+    ``initialize(frame, box)`` / ``track(frame) -> (box, score)``; ``last_result`` keeps the frame's
+    full result (state, event)."""
 
     TARGET_ID = "target"
 
@@ -315,8 +314,16 @@ class SingleTargetTracker:
         self.last_result = None
 
     def track(self, frame) -> tuple[np.ndarray, float]:
-        if self.TARGET_ID not in self.policy.target_ids:
-            raise RuntimeError("track() called before initialize()")
+        self._require_target()
         (result,) = self.policy.update(frame, [self.TARGET_ID])
         self.last_result = result
         return result.box, result.score
+
+    def set_box(self, box) -> None:
+        """Search around ``box`` next (teacher forcing in the official-parity replays)."""
+        self._require_target()
+        self.policy.set_box(self.TARGET_ID, box)
+
+    def _require_target(self) -> None:
+        if self.TARGET_ID not in self.policy.target_ids:
+            raise RuntimeError("initialize() must come first")

@@ -10,7 +10,7 @@ search and the reported box stay where the target was last seen. Hysteresis in s
 thresholds) and in frames (both directions) keeps a flickering score from flapping LOST / REACQUIRED.
 
 The thresholds belong to a model's score: the exporter writes those its score study chose into the
-model's metadata (:data:`stark_ros.core.model_metadata.KEY_LOST_SETTINGS`), and the runtime takes
+model's metadata (:data:`stark_ros.tracking.model_metadata.KEY_LOST_SETTINGS`), and the runtime takes
 them as its defaults. ``LostSettings()`` (the defaults here) is for a model without a study.
 """
 
@@ -84,8 +84,8 @@ NEVER_LOST = LostSettings(lost_threshold=0.0, reacquire_threshold=0.0)
 
 
 class LostMonitor:
-    """Per-target state machine. Feed it every frame's score and predicted box; it says what to
-    report, where to search next and whether an event happened."""
+    """Per-target state machine. :meth:`observe` every frame's score and predicted box; it says what
+    to report, where to search next and whether an event happened."""
 
     def __init__(self, settings: LostSettings, box):
         self.settings = settings
@@ -116,7 +116,7 @@ class LostMonitor:
     def _box_while_lost(self, predicted_box: np.ndarray) -> np.ndarray:
         return (predicted_box if self.settings.follow_while_lost else self.last_confident_box).copy()
 
-    def update(self, score: float, predicted_box) -> tuple[np.ndarray, TrackEventType | None]:
+    def observe(self, score: float, predicted_box) -> tuple[np.ndarray, TrackEventType | None]:
         """Returns (box to report and to search around next, event or None). NaN scores (a
         model without a score head) never change the state."""
         s = self.settings
