@@ -37,6 +37,8 @@ def _node(context, *args, **kwargs):
     overrides = {"compressed": compressed, "use_sim_time": value("use_sim_time").lower() in ("true", "1", "yes")}
     if value("model"):
         overrides["model"] = value("model")
+    if value("precision"):
+        overrides["precision"] = value("precision")
     image_topic = "image/compressed" if compressed else "image"
     remap_to = value("image") + ("/compressed" if compressed and not value("image").endswith("/compressed") else "")
     env = {}
@@ -65,6 +67,9 @@ def generate_launch_description():
                               description="YAML file with the node's parameters"),
         DeclareLaunchArgument("model", default_value="",
                               description="model folder (template.onnx + track.onnx); empty: the default model"),
+        DeclareLaunchArgument("precision", default_value="",
+                              description="network arithmetic on a GPU: fp32 (exact), tf32 or fp16; empty: the "
+                                          "params file's (fp32)"),
         DeclareLaunchArgument("image", default_value="image", description="image topic to track on"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),

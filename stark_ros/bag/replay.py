@@ -34,7 +34,6 @@ from stark_ros.core.stamps import NS_PER_S, stamp_ns
 from stark_ros.evaluation.metrics import sequence_curves, sequence_metrics
 from stark_ros.evaluation.report import write_report
 
-DRAIN_TIMEOUT_S = 10.0
 REPORT_NAME = "tracker node (bag replay)"
 LATENCY_PERCENTILES = (50, 90, 99)
 CLOCK_QUEUE_DEPTH = 10
@@ -119,7 +118,7 @@ def _play(contents: BagContents, rate: float, tracker: TrackerNodeProcess):
                     client.publish_image(_to_ros(msg, image_type))
                 else:
                     client.target_pub.publish(_to_ros(msg, TargetRequest))
-            client.wait_tracks(stamp_ns(contents.frames[-1][1].header.stamp), DRAIN_TIMEOUT_S, raise_on_timeout=False)
+            client.drain(stamp_ns(contents.frames[-1][1].header.stamp))
     except NodeProcessError as exc:
         raise BagError(str(exc)) from exc
     return client

@@ -34,6 +34,9 @@ DEFAULT_WAIT_S = 30.0
 # publisher seeing the subscription and the subscription matching the publisher (longer on a
 # loaded machine): the frame is sent again after this long without an answer.
 RESEND_S = 2.0
+# At the end of a run (demo, bag replay, benchmarks), how long a tool waits for the tracks of the
+# last frame it sent before it reports what it has (the node may have dropped that frame).
+DRAIN_TIMEOUT_S = 10.0
 NS_PER_MS = 1e6
 _names = itertools.count()
 
@@ -230,6 +233,10 @@ class TrackerClient:
     def wait_tracks(self, stamp: int, timeout: float = DEFAULT_WAIT_S, raise_on_timeout: bool = True):
         return wait_for(lambda: self.tracks_for(stamp), timeout, f"tracks for the frame stamped {stamp} ns",
                         raise_on_timeout=raise_on_timeout)
+
+    def drain(self, last_stamp: int):
+        """At the end of a run: the tracks of the last frame sent, or None after DRAIN_TIMEOUT_S."""
+        return self.wait_tracks(last_stamp, DRAIN_TIMEOUT_S, raise_on_timeout=False)
 
     def publish_and_wait(self, msg, timeout: float = DEFAULT_WAIT_S, resend: bool = False):
         """Publish one frame and wait for the tracks computed on it (lock step: nothing dropped).

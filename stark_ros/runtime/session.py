@@ -60,8 +60,6 @@ class RuntimeOptions:
     intra_op_spinning: bool = False
     graph_optimization: str = "all"
     warmup: bool = True
-    # Superseded by ``precision``, read by nothing; kept until the node's parameter is renamed.
-    trt_fp16: bool | None = None
 
     def __post_init__(self):
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
