@@ -146,9 +146,10 @@ FULL_PAD_MAX_AREA_RATIO = 16
 
 @dataclass(frozen=True)
 class AxisTaps:
-    """One axis of a crop's resampling: output pixel ``i`` is ``weight0[i] * pixel[index0[i]] +
-    weight1[i] * pixel[index1[i]]`` (frame coordinates, fixed-point weights; a tap on padding has
-    weight 0 and index 0), and ``padded[i]`` says whether padding weighs in on it."""
+    """One axis of the resampling of N crops: output pixel ``i`` of crop ``n`` is
+    ``weight0[n, i] * pixel[index0[n, i]] + weight1[n, i] * pixel[index1[n, i]]`` (frame
+    coordinates, fixed-point weights; a tap on padding has weight 0 and index 0), and
+    ``padded[n, i]`` says whether padding weighs in on it. All arrays (N, S)."""
 
     index0: np.ndarray
     index1: np.ndarray
@@ -157,34 +158,33 @@ class AxisTaps:
     padded: np.ndarray
 
 
-def _axis_taps(output_size: int, side: int, start: int, frame_size: int, clamp_weights: bool,
-               area: bool) -> AxisTaps:
-    """OpenCV's sampling positions and weights for resizing ``side`` pixels to ``output_size``
-    (cv2 resize.cpp, resizeGeneric): the horizontal axis clamps its position at the borders, the
-    vertical axis only its rows. Frame pixels from ``frame_size - 1`` on count as padding (the
-    official crop drops the frame's last row/column, see the module docstring)."""
-    if area:
-        i0 = np.arange(output_size, dtype=np.int64) * AREA_SCALE
-        i1 = i0 + 1
-        w0 = np.ones(output_size, dtype=np.int32)
-        w1 = w0.copy()
+def axis_taps(output_size: int, sides, starts, frame_size: int, clamp_weights: bool) -> AxisTaps:
+    """OpenCV's sampling positions and weights for resizing ``sides[n]`` pixels from frame
+    coordinate ``starts[n]`` on to ``output_size`` (cv2 resize.cpp, resizeGeneric): the horizontal
+    axis clamps its position at the borders, the vertical axis only its rows; a side of exactly
+    twice the output takes OpenCV's area filter. Frame pixels from ``frame_size - 1`` on count as
+    padding (the official crop drops the frame's last row/column, see the module docstring)."""
+    sides = np.asarray(sides, dtype=np.int64)[:, None]
+    starts = np.asarray(starts, dtype=np.int64)[:, None]
+    # OpenCV's own expressions and types: double scale, float32 position and weight.
+    scale = 1.0 / (output_size / sides)
+    pos = ((np.arange(output_size, dtype=np.float64)[None, :] + 0.5) * scale - 0.5).astype(np.float32)
+    i0 = np.floor(pos).astype(np.int64)
+    frac = pos - i0.astype(np.float32)
+    if clamp_weights:
+        frac[(i0 < 0) | (i0 >= sides - 1)] = 0.0
+        i0 = np.clip(i0, 0, sides - 1)
+        i1 = np.minimum(i0 + 1, sides - 1)
     else:
-        # OpenCV's own expressions and types: double scale, float32 position and weight.
-        scale = 1.0 / (output_size / side)
-        pos = ((np.arange(output_size, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
-        i0 = np.floor(pos).astype(np.int64)
-        frac = pos - i0.astype(np.float32)
-        if clamp_weights:
-            low, high = i0 < 0, i0 >= side - 1
-            frac[low | high] = 0.0
-            i0 = np.clip(i0, 0, side - 1)
-            i1 = np.minimum(i0 + 1, side - 1)
-        else:
-            i1 = np.clip(i0 + 1, 0, side - 1)
-            i0 = np.clip(i0, 0, side - 1)
-        w0 = np.rint((np.float32(1.0) - frac) * np.float32(RESIZE_ONE)).astype(np.int32)
-        w1 = np.rint(frac * np.float32(RESIZE_ONE)).astype(np.int32)
-    i0, i1 = i0 + start, i1 + start
+        i1 = np.clip(i0 + 1, 0, sides - 1)
+        i0 = np.clip(i0, 0, sides - 1)
+    w0 = np.rint((np.float32(1.0) - frac) * np.float32(RESIZE_ONE)).astype(np.int32)
+    w1 = np.rint(frac * np.float32(RESIZE_ONE)).astype(np.int32)
+    area = (sides == AREA_SCALE * output_size)[:, 0]
+    if area.any():
+        pairs = np.arange(output_size, dtype=np.int64) * AREA_SCALE
+        i0[area], i1[area], w0[area], w1[area] = pairs, pairs + 1, 1, 1
+    i0, i1 = i0 + starts, i1 + starts
     out0, out1 = (i0 < 0) | (i0 >= frame_size - 1), (i1 < 0) | (i1 >= frame_size - 1)
     padded = (out0 & (w0 != 0)) | (out1 & (w1 != 0))
     return AxisTaps(np.where(out0, 0, i0), np.where(out1, 0, i1), np.where(out0, 0, w0).astype(np.int32),
@@ -228,15 +228,15 @@ class CropPlan:
                 or self.top >= self.frame_height - 1)
 
     def rows(self) -> AxisTaps:
-        return _axis_taps(self.output_size, self.side, self.top, self.frame_height, False, self.area)
+        return axis_taps(self.output_size, [self.side], [self.top], self.frame_height, False)
 
     def columns(self) -> AxisTaps:
-        return _axis_taps(self.output_size, self.side, self.left, self.frame_width, True, self.area)
+        return axis_taps(self.output_size, [self.side], [self.left], self.frame_width, True)
 
     def pad_mask(self) -> np.ndarray:
         """(S, S) bool, True where padding weighs in on the output pixel (as the official crop's
         resized float mask is nonzero)."""
-        return np.logical_or.outer(self.rows().padded, self.columns().padded)
+        return np.logical_or.outer(self.rows().padded[0], self.columns().padded[0])
 
 
 def plan_crop(frame_shape, box, factor: float, output_size: int) -> CropPlan:
@@ -268,11 +268,11 @@ def resample(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
                          cv2.INTER_NEAREST).astype(np.int32)
 
     def horizontal(row_index):
-        return (taps(row_index, cols.index0) * cols.weight0[None, :, None]
-                + taps(row_index, cols.index1) * cols.weight1[None, :, None])
+        return (taps(row_index, cols.index0[0]) * cols.weight0[0, None, :, None]
+                + taps(row_index, cols.index1[0]) * cols.weight1[0, None, :, None])
 
-    top = (rows.weight0[:, None, None] * (horizontal(rows.index0) >> shift_in)) >> shift_mid
-    bottom = (rows.weight1[:, None, None] * (horizontal(rows.index1) >> shift_in)) >> shift_mid
+    top = (rows.weight0[0, :, None, None] * (horizontal(rows.index0[0]) >> shift_in)) >> shift_mid
+    bottom = (rows.weight1[0, :, None, None] * (horizontal(rows.index1[0]) >> shift_in)) >> shift_mid
     return ((top + bottom + (1 << (shift_out - 1))) >> shift_out).astype(np.uint8)
 
 
@@ -304,6 +304,21 @@ def crop_pixels(frame: np.ndarray, plan: CropPlan) -> np.ndarray:
     padded = cv2.copyMakeBorder(inside, pad_top, pad_bottom, pad_left, pad_right,
                                 cv2.BORDER_CONSTANT, value=CROP_PAD_VALUE)
     return cv2.resize(padded, (size, size))
+
+
+def crop_batch(frame: np.ndarray, plans: list[CropPlan], mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """The network's inputs for N crops of one frame: (N, 3, S, S) float32 normalised images and
+    (N, S, S) float32 pad masks (1 = padding), written in place, one crop after another."""
+    size = plans[0].output_size
+    table = normalization_table(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    images = np.empty((len(plans), 3, size, size), dtype=np.float32)
+    masks = np.empty((len(plans), size, size), dtype=np.float32)
+    for i, plan in enumerate(plans):
+        patch = crop_pixels(frame, plan)
+        for channel in range(3):
+            np.take(table[channel], patch[..., channel], out=images[i, channel])
+        masks[i] = plan.pad_mask()
+    return images, masks
 
 
 def map_box_back(pred_cxcywh, prev_box, resize_factor: float, search_size: int) -> np.ndarray:

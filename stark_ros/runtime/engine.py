@@ -7,7 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from stark_ros.runtime.session import GraphSession, ModelLoadError, RuntimeOptions
+from stark_ros.core.geometry import crop_batch
+from stark_ros.runtime.crops import CropSession
+from stark_ros.runtime.session import (
+    CPU,
+    CROPS_GRAPH,
+    CROPS_HOST,
+    GPU_PROVIDERS,
+    TENSORRT,
+    GraphSession,
+    ModelLoadError,
+    RuntimeOptions,
+    provider_list,
+    session_options,
+)
 from stark_ros.tracking import model_metadata as md
 
 # A token of this engine: the template graph's (feat, feat_mask, pos) for one crop, batch 1 each.
@@ -43,6 +56,23 @@ class OrtEngine:
         self.track_graph.require_inputs([n for p in self._prefixes for n in md.token_input_names(p)[:2]]
                                         + [md.IN_SEARCH_IMAGE, md.IN_SEARCH_MASK])
         self._fed = set(self.track_graph.input_names)
+        self.crop_session = self._crop_session()
+
+    def _crop_session(self) -> CropSession | None:
+        """The crop graph where it runs beside the network: on its GPU (CUDA; integer gathers are
+        CUDA's, not TensorRT's), or anywhere when asked for."""
+        on_gpu = any(p in self.providers for p in GPU_PROVIDERS)
+        if self.options.crops == CROPS_HOST or (not on_gpu and self.options.crops != CROPS_GRAPH):
+            return None
+        if on_gpu:
+            return CropSession(provider_list(self.options, exclude=(TENSORRT,)), "cuda", session_options(self.options))
+        return CropSession([(CPU, {})], None, session_options(self.options))
+
+    def crop(self, frame: np.ndarray, plans, mean, std):
+        """The crops of ``plans`` in one call (see :func:`stark_ros.tracking.policy.network_inputs`)."""
+        if self.crop_session is None:
+            return crop_batch(frame, plans, mean, std)
+        return self.crop_session.run(frame, plans, mean, std)
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -52,14 +82,18 @@ class OrtEngine:
         feat, mask, pos = self.template.run({md.IN_IMAGE: images, md.IN_MASK: masks})
         return [(feat[i:i + 1], mask[i:i + 1], pos[i:i + 1]) for i in range(len(images))]
 
-    def predict(self, templates_by_slot: list[list[Token]], images: np.ndarray,
-                masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def track_feeds(self, templates_by_slot: list[list[Token]], images, masks) -> dict:
+        """The tracking graph's inputs: the tokens of each slot batched, the search crops."""
         feeds = {md.IN_SEARCH_IMAGE: images, md.IN_SEARCH_MASK: masks}
         for prefix, tokens in zip(self._prefixes, templates_by_slot, strict=True):
             for part, name in enumerate(md.token_input_names(prefix)):
                 if name in self._fed:
                     feeds[name] = np.concatenate([token[part] for token in tokens])
-        outputs = self.track_graph.run(feeds)
+        return feeds
+
+    def predict(self, templates_by_slot: list[list[Token]], images: np.ndarray,
+                masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.track_graph.run(self.track_feeds(templates_by_slot, images, masks))
         # The graph returns the first query only (boxes (N, 4), logits (N, 1)): that is the policy's
         # query rule, so the query axis has length 1 here.
         boxes = outputs[0][:, None, :]

@@ -4,8 +4,11 @@ reporting of the providers really in use, metadata checks with clear errors."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +46,9 @@ PRECISION_FP32 = "fp32"
 PRECISION_TF32 = "tf32"
 PRECISION_FP16 = "fp16"
 PRECISIONS = (PRECISION_FP32, PRECISION_TF32, PRECISION_FP16)
+CROPS_AUTO, CROPS_GRAPH, CROPS_HOST = CROP_MODES = ("auto", "graph", "host")
+# ONNX Runtime's profile names each node's kernel event "<node>_kernel_time".
+PROFILE_KERNEL_SUFFIX = "_kernel_time"
 # ONNX Runtime's default logger severity (warning), restored after a quiet session start.
 ORT_DEFAULT_LOG_SEVERITY = 2
 ORT_SILENT_LOG_SEVERITY = 4
@@ -60,11 +66,17 @@ class RuntimeOptions:
     intra_op_spinning: bool = False
     graph_optimization: str = "all"
     warmup: bool = True
+    # Where the crops are cut: "auto" on the GPU where the network runs on one (the crop graph,
+    # stark_ros.runtime.crops), else with numpy/OpenCV; "graph" the crop graph on any provider
+    # (the CPU too: the same numbers); "host" numpy/OpenCV always.
+    crops: str = "auto"
 
     def __post_init__(self):
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
             raise ValueError(f"graph_optimization must be one of {sorted(GRAPH_OPTIMIZATION)}, "
                              f"got {self.graph_optimization!r}")
+        if self.crops not in CROP_MODES:
+            raise ValueError(f"crops must be one of {', '.join(CROP_MODES)}, got {self.crops!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not self.providers:
@@ -113,6 +125,15 @@ def _quiet_ort_start():
         ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
 
 
+def session_options(options: RuntimeOptions) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = GRAPH_OPTIMIZATION[options.graph_optimization]
+    so.intra_op_num_threads = options.intra_op_threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.intra_op_spinning else "0")
+    so.log_severity_level = 3  # ORT's own warnings about provider fallbacks are reported by us, once
+    return so
+
+
 def float16_model_bytes(fp32_path: Path) -> bytes:
     """The float16 twin of an exported graph, converted in memory for a model folder that does not
     ship one (needs the ``onnx`` package; ``python -m stark_ros.export.float16 DIR`` writes them once)."""
@@ -135,11 +156,14 @@ class GraphSession:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: model file not found")
-        self.session = self._start(self.path, options, provider_list(options))
-        if options.precision == PRECISION_FP16 and CUDA in self.session.get_providers() \
-                and TENSORRT not in self.session.get_providers():
+        self.options = options
+        self.session = self._start(self.path, provider_list(options))
+        # Whether the session runs the float16 twin of the graph (precision fp16 on CUDA).
+        self.float16 = (options.precision == PRECISION_FP16 and CUDA in self.session.get_providers()
+                        and TENSORRT not in self.session.get_providers())
+        if self.float16:
             # CUDA computes in the precision of the graph: run the model's float16 twin.
-            self.session = self._start(self.path.with_name(md.fp16_file(self.path.name)), options,
+            self.session = self._start(self.path.with_name(md.fp16_file(self.path.name)),
                                        provider_list(options, exclude=(TENSORRT,)), fp16_of=self.path)
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
@@ -154,36 +178,57 @@ class GraphSession:
         self.provider_options = self.session.get_provider_options()
         self._binding = CUDA in self.providers or TENSORRT in self.providers
 
-    @staticmethod
-    def _start(path: Path, options: RuntimeOptions, providers, fp16_of: Path | None = None):
-        so = ort.SessionOptions()
-        so.graph_optimization_level = GRAPH_OPTIMIZATION[options.graph_optimization]
-        so.intra_op_num_threads = options.intra_op_threads
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.intra_op_spinning else "0")
-        so.log_severity_level = 3  # ORT's own warnings about provider fallbacks are reported by us, once
+    def _start(self, path: Path, providers, fp16_of: Path | None = None, so=None):
+        """A session of ``path`` (for ``fp16_of``: the float16 twin, converted in memory where the
+        model folder has none) on ``providers``; remembered, so that :meth:`nodes_by_provider` can
+        make its twin."""
         model = str(path)
         if fp16_of is not None and not path.is_file():
             model = float16_model_bytes(fp16_of)
+        self._model, self._requested = model, providers
         try:
             with _quiet_ort_start():
-                return ort.InferenceSession(model, sess_options=so, providers=[p for p, _ in providers],
+                return ort.InferenceSession(model, sess_options=so or session_options(self.options),
+                                            providers=[p for p, _ in providers],
                                             provider_options=[o for _, o in providers])
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise ModelLoadError(f"{path}: not a loadable ONNX model ({first})") from None
+
+    def nodes_by_provider(self, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+        """How many nodes of this graph each provider really ran, from ONNX Runtime's profile of one
+        call on ``feeds`` (numpy) in a session made like this one (the registered providers say only
+        where nodes may run)."""
+        so = session_options(self.options)
+        so.enable_profiling = True
+        with tempfile.TemporaryDirectory(prefix="stark_ros_profile_") as folder:
+            so.profile_file_prefix = str(Path(folder) / "profile")
+            with _quiet_ort_start():
+                twin = ort.InferenceSession(self._model, sess_options=so, providers=[p for p, _ in self._requested],
+                                            provider_options=[o for _, o in self._requested])
+            twin.run(None, feeds)
+            events = json.loads(Path(twin.end_profiling()).read_text())
+        return dict(Counter(e["args"]["provider"] for e in events
+                            if e.get("cat") == "Node" and "provider" in e.get("args", {})
+                            and e.get("name", "").endswith(PROFILE_KERNEL_SUFFIX)))
 
     def require_inputs(self, names) -> None:
         missing = [n for n in names if n not in self.input_names]
         if missing:
             raise ModelLoadError(f"{self.path}: graph inputs {self.input_names} lack {missing}")
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict) -> list[np.ndarray]:
+        """The graph's outputs on the host; a feed is a numpy array or an ``OrtValue`` already on the
+        session's device (the crop graph's outputs)."""
         if not self._binding:
             return self.session.run(None, feeds)
         # On GPUs, IO binding lets ORT place outputs without an extra host round trip per tensor.
         binding = self.session.io_binding()
         for name, value in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in self.output_names:
             binding.bind_output(name)
         self.session.run_with_iobinding(binding)
