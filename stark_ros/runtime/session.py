@@ -146,7 +146,11 @@ def float16_model_bytes(fp32_path: Path) -> bytes:
     import onnx
 
     LOG.info("%s: no %s beside it; converting to float16 in memory", fp32_path, md.fp16_file(fp32_path.name))
-    return float16_model(onnx.load(str(fp32_path))).SerializeToString()
+    try:
+        return float16_model(onnx.load(str(fp32_path))).SerializeToString()
+    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+        raise ModelLoadError(f"{fp32_path}: no float16 graph for precision fp16 ({exc}); write one with "
+                             f"python -m stark_ros.export.float16 {fp32_path.parent}") from None
 
 
 class GraphSession:
