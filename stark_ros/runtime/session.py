@@ -4,6 +4,7 @@ reporting of the providers really in use, metadata checks with clear errors."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -117,12 +118,18 @@ def provider_list(options: RuntimeOptions, exclude=()) -> list[tuple[str, dict[s
 def _quiet_ort_start():
     """ONNX Runtime logs its own error block (to stderr, once per session) when a provider's
     libraries fail to load, then falls back; the package says what happened once, in words
-    (:func:`report_providers`), so ORT's block is kept out while a session starts."""
+    (:func:`report_providers`), so ORT's block is kept out while a session starts. Some ONNX Runtime
+    versions also print an "EP Error ... Falling back" block on stdout: kept out too, and logged at
+    debug level."""
     ort.set_default_logger_severity(ORT_SILENT_LOG_SEVERITY)
+    printed = io.StringIO()
     try:
-        yield
+        with contextlib.redirect_stdout(printed):
+            yield
     finally:
         ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
+        if printed.getvalue().strip():
+            LOG.debug("ONNX Runtime while starting a session: %s", printed.getvalue().strip())
 
 
 def session_options(options: RuntimeOptions) -> ort.SessionOptions:
@@ -162,6 +169,12 @@ class GraphSession:
             raise ModelLoadError(f"{self.path}: model file not found")
         self.options = options
         self.session = self._start(self.path, provider_list(options))
+        wanted_tf32 = provider_options(CUDA, options)["use_tf32"]
+        if CUDA in self.session.get_providers() and \
+                self.session.get_provider_options()[CUDA].get("use_tf32") != wanted_tf32:
+            # ONNX Runtime's own fallback (after a provider failed to start) drops the options given:
+            # start again on CUDA with them, so that the precision is the one asked for.
+            self.session = self._start(self.path, provider_list(options, exclude=(TENSORRT,)))
         # Whether the session runs the float16 twin of the graph (precision fp16 on CUDA).
         self.float16 = (options.precision == PRECISION_FP16 and CUDA in self.session.get_providers()
                         and TENSORRT not in self.session.get_providers())
