@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from stark_ros.core.geometry import crop_batch
 from stark_ros.runtime.crops import CropSession
@@ -34,6 +35,10 @@ def resolve_model_dir(model_dir) -> Path:
     return path
 
 
+def _same_objects(a, b) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
 class OrtEngine:
     """``template.onnx`` + ``track.onnx`` of one export. ``info`` is the export's metadata (its
     tracker settings, lost thresholds and score source are the model's own)."""
@@ -56,6 +61,10 @@ class OrtEngine:
         self.track_graph.require_inputs([n for p in self._prefixes for n in md.token_input_names(p)[:2]]
                                         + [md.IN_SEARCH_IMAGE, md.IN_SEARCH_MASK])
         self._fed = set(self.track_graph.input_names)
+        # Per template slot: the tokens last batched and their batch (see track_feeds).
+        self._batched: dict[str, tuple] = {}
+        # Batched tokens live on the GPU the tracking graph runs on (read there through IO binding).
+        self._token_device = "cuda" if any(p in self.providers for p in GPU_PROVIDERS) else None
         self.crop_session = self._crop_session()
 
     def _crop_session(self) -> CropSession | None:
@@ -83,13 +92,26 @@ class OrtEngine:
         return [(feat[i:i + 1], mask[i:i + 1], pos[i:i + 1]) for i in range(len(images))]
 
     def track_feeds(self, templates_by_slot: list[list[Token]], images, masks) -> dict:
-        """The tracking graph's inputs: the tokens of each slot batched, the search crops."""
+        """The tracking graph's inputs: the tokens of each slot batched, the search crops. A slot's
+        batch is made once and reused while its tokens stay the same (they change only when a target
+        starts, stops or refreshes its template): on a GPU it stays on the device."""
         feeds = {md.IN_SEARCH_IMAGE: images, md.IN_SEARCH_MASK: masks}
         for prefix, tokens in zip(self._prefixes, templates_by_slot, strict=True):
-            for part, name in enumerate(md.token_input_names(prefix)):
-                if name in self._fed:
-                    feeds[name] = np.concatenate([token[part] for token in tokens])
+            cached = self._batched.get(prefix)
+            if cached is None or not _same_objects(cached[0], tokens):
+                cached = (tuple(tokens), self._batch_tokens(prefix, tokens))
+                self._batched[prefix] = cached
+            feeds.update(cached[1])
         return feeds
+
+    def _batch_tokens(self, prefix: str, tokens: list[Token]) -> dict:
+        batch = {}
+        for part, name in enumerate(md.token_input_names(prefix)):
+            if name in self._fed:
+                value = np.concatenate([token[part] for token in tokens])
+                batch[name] = (ort.OrtValue.ortvalue_from_numpy(value, self._token_device, 0)
+                               if self._token_device else value)
+        return batch
 
     def predict(self, templates_by_slot: list[list[Token]], images: np.ndarray,
                 masks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
