@@ -317,7 +317,8 @@ def crop_batch(frame: np.ndarray, plans: list[CropPlan], mean, std) -> tuple[np.
         patch = crop_pixels(frame, plan)
         for channel in range(3):
             np.take(table[channel], patch[..., channel], out=images[i, channel])
-        masks[i] = plan.pad_mask()
+        # A square inside the frame has no padding: no sampling positions needed for its mask.
+        masks[i] = 0.0 if plan.inside else plan.pad_mask()
     return images, masks
 
 
