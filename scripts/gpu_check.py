@@ -194,9 +194,8 @@ def run_bench(provider: str, precisions, model_args, data: Path, sequences, out_
     try:
         subprocess.run(cmd, timeout=timeout, check=True)
     except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as exc:
-        print(f"bench did not finish: {exc}", flush=True)
-        return None
-    return json.loads(out_json.read_text())
+        print(f"bench did not finish ({type(exc).__name__}); the rows it measured before follow", flush=True)
+    return json.loads(out_json.read_text()) if out_json.is_file() else None
 
 
 def summary(rows, label: str) -> None:
@@ -232,7 +231,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--bench-timeout", type=float, default=150.0, help="seconds for each bench run")
+    parser.add_argument("--bench-timeout", type=float, default=200.0, help="seconds for each bench run")
     args = parser.parse_args()
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()

@@ -280,7 +280,8 @@ def main(argv=None) -> int:
             for precision in args.precisions:
                 print(f"{model}: {args.providers} {precision} ...", file=sys.stderr, flush=True)
                 rows.append(measure(model, model_dir, args.providers, precision, sequences, reference, args))
+                if args.json:
+                    # Written after every row: a run cut short still leaves what it measured.
+                    Path(args.json).write_text(json.dumps([vars(r) for r in rows], indent=2, default=str))
     report(rows, args, sequences)
-    if args.json:
-        Path(args.json).write_text(json.dumps([vars(r) for r in rows], indent=2, default=str))
     return 0

@@ -11,6 +11,14 @@ The crop reproduces the official STARK ``sample_target`` behaviour bit for bit (
 official tracker depends on it), including two quirks that are kept on purpose:
 Python's round-half-to-even for the crop origin, and one extra pixel of padding (the frame's last
 row/column is dropped) whenever the crop reaches past the right or bottom border.
+
+The official crop pads the whole square at full resolution and resizes it (with a float64 mask of the
+same size): a box as large as a 4K frame meant a square of ~11,000 px a side, seconds and gigabytes.
+Here a crop is planned first (:class:`CropPlan`: the square and OpenCV's own sampling positions and
+fixed-point weights) and cut by the cheapest route that gives the same bits: a view of the frame
+resized by OpenCV when the square lies inside it, the official padding when the square is small, and
+otherwise :func:`resample`, which reads only the frame pixels the output samples. The pad mask comes
+from the plan, per axis. The GPU's crop graph (:mod:`stark_ros.runtime.crops`) repeats the arithmetic.
 """
 
 from __future__ import annotations
