@@ -11,8 +11,9 @@ Per model and precision it prints:
   the CPU provider in float32, and each one's success AUC.
 
 Needs neither torch nor ROS for the default model (``--variants`` other than ``default`` export
-seeded random weights and need torch). Timings alternate nothing with nothing else: each figure is
-the median over ``--rounds``; ratios are of figures taken in this one run.
+seeded random weights and need torch). Each time is the median over ``--rounds``, the network and
+the whole tracker at the same count alternating round by round, so that load from other processes
+hits both alike; ratios are of figures taken in this one run.
 """
 
 from __future__ import annotations
@@ -104,16 +105,6 @@ def make_runtime(model_dir: Path, providers, precision: str, threads: int):
                                                   intra_op_threads=threads))
 
 
-def _median_ms(run, rounds: int, per: int = 1) -> float:
-    run()  # warm-up: kernels chosen, allocator grown for this size
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / per * MS
-
-
 def network_inputs_for(rt, seq: Sequence, batch: int):
     """Ready inputs of the tracking graph for ``batch`` copies of one search crop of ``seq``."""
     from stark_ros.core.geometry import crop_batch, plan_crop
@@ -126,32 +117,47 @@ def network_inputs_for(rt, seq: Sequence, batch: int):
     return [[token] * batch] * (1 + s.num_dynamic_templates), images, masks
 
 
-def network_ms(rt, seq: Sequence, batch: int, rounds: int, calls: int) -> float:
+def network_round(rt, seq: Sequence, batch: int, calls: int):
+    """A callable: ``calls`` network calls on ready inputs of ``batch`` crops; returns seconds per call."""
     templates, images, masks = network_inputs_for(rt, seq, batch)
 
-    def run():
+    def run() -> float:
+        t0 = time.perf_counter()
         for _ in range(calls):
             rt.engine.predict(templates, images, masks)
-    return _median_ms(run, rounds, calls)
+        return (time.perf_counter() - t0) / calls
+    return run
 
 
-def tracker_ms(rt, seq: Sequence, targets: int, frames: int, rounds: int) -> float:
-    """Per frame, the whole tracker with ``targets`` targets (one batched update per frame)."""
+def tracker_round(rt, seq: Sequence, targets: int, frames: int):
+    """A callable: ``targets`` targets started on the first frame (not timed: a frame's cost is the
+    tracking), then tracked over ``frames`` frames, one batched update each; returns seconds per frame."""
     count = min(frames, len(seq.frames) - 1)
-    times = []
-    # The first round warms up (kernels chosen, allocator grown for this batch size).
-    for _ in range(rounds + 1):
+
+    def run() -> float:
         rt.clear()
         for k in range(targets):
             rt.add_target(seq.frames[0], seq.boxes[0] + np.array([TARGET_SPREAD_PX * k, 0.0, 0.0, 0.0]),
                           target_id=f"t{k}")
-        # The targets' start (one template each) is not timed: a frame's cost is the tracking.
         t0 = time.perf_counter()
         for frame in seq.frames[1:count + 1]:
             rt.update(frame)
-        times.append((time.perf_counter() - t0) / count)
-    rt.clear()
-    return statistics.median(times[1:]) * MS
+        seconds = (time.perf_counter() - t0) / count
+        rt.clear()
+        return seconds
+    return run
+
+
+def alternate_ms(runs: dict, rounds: int) -> dict:
+    """Median ms of each callable, run one after the other round by round after one warm-up each
+    (kernels chosen, allocator grown), so that load from other processes hits all alike."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name].append(run())
+    return {name: statistics.median(t) * MS for name, t in times.items()}
 
 
 def track_sequence(rt, seq: Sequence) -> np.ndarray:
@@ -192,10 +198,10 @@ def measure(model: str, model_dir: Path, provider: str, precision: str, sequence
 
     timing = sequences[0]
     row.active = active_nodes(rt, timing)
-    for batch in args.targets:
-        row.net_ms[batch] = network_ms(rt, timing, batch, args.rounds, args.frames)
     for count in args.targets:
-        row.tracker_ms[count] = tracker_ms(rt, timing, count, args.frames, args.rounds)
+        ms = alternate_ms({"net": network_round(rt, timing, count, args.frames),
+                           "tracker": tracker_round(rt, timing, count, args.frames)}, args.rounds)
+        row.net_ms[count], row.tracker_ms[count] = ms["net"], ms["tracker"]
     for seq in sequences:
         boxes = track_sequence(rt, seq)
         row.max_box_diff_px[seq.name] = float(np.abs(boxes - reference[seq.name]).max())
