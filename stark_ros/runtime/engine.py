@@ -1,5 +1,6 @@
 """The ONNX Runtime engine of the tracking policy (:class:`stark_ros.tracking.policy.Engine`): the two
-exported graphs of a model folder, and nothing else (no crops, no decisions: those are the policy's)."""
+exported graphs of a model folder, and on a GPU the cutting of the crops the policy planned (the crop
+graph, :mod:`stark_ros.runtime.crops`); no decisions: those are the policy's."""
 
 from __future__ import annotations
 

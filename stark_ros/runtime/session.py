@@ -214,8 +214,8 @@ class GraphSession:
 
     def nodes_by_provider(self, feeds: dict[str, np.ndarray]) -> dict[str, int]:
         """How many nodes of this graph each provider really ran, from ONNX Runtime's profile of one
-        call on ``feeds`` (numpy) in a session made like this one (the registered providers say only
-        where nodes may run)."""
+        call on ``feeds`` (numpy, or ``OrtValue``s, read back first) in a session made like this one
+        (the registered providers say only where nodes may run)."""
         so = session_options(self.options)
         so.enable_profiling = True
         with tempfile.TemporaryDirectory(prefix="stark_ros_profile_") as folder:
@@ -223,7 +223,8 @@ class GraphSession:
             with _quiet_ort_start():
                 twin = ort.InferenceSession(self._model, sess_options=so, providers=[p for p, _ in self._requested],
                                             provider_options=[o for _, o in self._requested])
-            twin.run(None, feeds)
+            twin.run(None, {name: value.numpy() if isinstance(value, ort.OrtValue) else value
+                            for name, value in feeds.items()})
             events = json.loads(Path(twin.end_profiling()).read_text())
         return dict(Counter(e["args"]["provider"] for e in events
                             if e.get("cat") == "Node" and "provider" in e.get("args", {})
