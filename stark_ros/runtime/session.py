@@ -137,7 +137,9 @@ def session_options(options: RuntimeOptions) -> ort.SessionOptions:
     so.graph_optimization_level = GRAPH_OPTIMIZATION[options.graph_optimization]
     so.intra_op_num_threads = options.intra_op_threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.intra_op_spinning else "0")
-    so.log_severity_level = 3  # ORT's own warnings about provider fallbacks are reported by us, once
+    # Fatal only: what goes wrong in a call raises; what happened at start (provider fallbacks) the
+    # package reports itself, once (report_providers); ONNX Runtime's own lines would say it twice.
+    so.log_severity_level = ORT_SILENT_LOG_SEVERITY
     return so
 
 
