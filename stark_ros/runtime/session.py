@@ -214,10 +214,12 @@ class GraphSession:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise ModelLoadError(f"{path}: not a loadable ONNX model ({first})") from None
 
-    def nodes_by_provider(self, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+    def nodes_by_provider(self, feeds: dict[str, np.ndarray], op_types=None) -> dict[str, int]:
         """How many nodes of this graph each provider really ran, from ONNX Runtime's profile of one
         call on ``feeds`` (numpy, or ``OrtValue``s, read back first) in a session made like this one
-        (the registered providers say only where nodes may run)."""
+        (the registered providers say only where nodes may run). With ``op_types``, only nodes of
+        those operators count (e.g. the compute-heavy Conv and MatMul, where shape arithmetic runs on
+        the CPU by design)."""
         so = session_options(self.options)
         so.enable_profiling = True
         with tempfile.TemporaryDirectory(prefix="stark_ros_profile_") as folder:
@@ -230,7 +232,8 @@ class GraphSession:
             events = json.loads(Path(twin.end_profiling()).read_text())
         return dict(Counter(e["args"]["provider"] for e in events
                             if e.get("cat") == "Node" and "provider" in e.get("args", {})
-                            and e.get("name", "").endswith(PROFILE_KERNEL_SUFFIX)))
+                            and e.get("name", "").endswith(PROFILE_KERNEL_SUFFIX)
+                            and (op_types is None or e["args"].get("op_name") in op_types)))
 
     def require_inputs(self, names) -> None:
         missing = [n for n in names if n not in self.input_names]
