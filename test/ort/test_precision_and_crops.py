@@ -82,6 +82,15 @@ def test_cuda_sessions_carry_the_setting(precision):
     assert rt.engine.crop_session is not None and rt.engine.crop_session.device == "cuda"
 
 
+def test_nodes_by_provider_counts_what_ran(crossing):
+    rt = StarkRuntime(default_model_dir(), RuntimeOptions(**CPU_ONLY, warmup=False))
+    feeds = _track_feeds(rt, crossing.frame(1), crossing.boxes[0])
+    every = rt.engine.track_graph.nodes_by_provider(feeds)
+    heavy = rt.engine.track_graph.nodes_by_provider(feeds, ("Conv", "MatMul", "Gemm"))
+    assert set(every) == set(heavy) == {CPU}
+    assert 0 < heavy[CPU] < every[CPU]
+
+
 def test_fp16_on_the_cpu_tracks_exactly_as_fp32(crossing):
     boxes = {}
     for precision in ("fp32", "fp16"):

@@ -23,5 +23,6 @@ def test_provider_benchmark_on_the_cpu(tmp_path, capsys, shared):
         assert row["max_box_diff_px"] == {"otb_crossing": 0.0}
         assert row["auc"] == row["cpu_auc"]
         assert set(row["active"]["track"]) == {"CPUExecutionProvider"}
+        assert row["active"]["crops"] == {"host (numpy/OpenCV)": 1}
         assert row["active"]["track"]["CPUExecutionProvider"] > 0
     assert "default    cpu       fp32" in printed and "nodes run per provider" in printed
