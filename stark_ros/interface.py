@@ -13,7 +13,7 @@ import numpy as np
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from stark_ros.core.boxes import cxcywh_to_xywh, xywh_to_cxcywh
+from stark_ros.core.boxes import box_to_msg_values
 from stark_ros.core.images import ImageConverter
 from stark_ros.core.stamps import set_stamp
 from stark_ros.msg import BoundingBox2D
@@ -49,6 +49,11 @@ EVENTS_QUEUE_DEPTH = 1000
 # camera rate (a replay at several times real time, a loaded machine) loses none.
 TRACKS_QUEUE_DEPTH = 100
 DIAGNOSTICS_QUEUE_DEPTH = 10
+# Service calls (requests on the node's side, responses on the caller's) DDS keeps until they are
+# taken: with rclpy's default of 10, 37 of 50 concurrent calls never reached the node and their
+# callers hung. The node answers what it cannot take on "busy" (max_pending_requests); callers
+# need as deep a queue for their responses (TrackerClient uses SERVICE_QOS).
+SERVICE_QUEUE_DEPTH = 1000
 REQUEST_QOS = QoSProfile(depth=REQUEST_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
 EVENTS_QOS = QoSProfile(depth=EVENTS_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
                         history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
@@ -56,22 +61,23 @@ TRACKS_QOS = QoSProfile(depth=TRACKS_QUEUE_DEPTH, reliability=ReliabilityPolicy.
 DIAGNOSTICS_QOS = QoSProfile(depth=DIAGNOSTICS_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def service_qos(depth: int = SERVICE_QUEUE_DEPTH) -> QoSProfile:
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+SERVICE_QOS = service_qos()
+
+
 def image_topic(compressed: bool) -> str:
     return COMPRESSED_IMAGE_TOPIC if compressed else IMAGE_TOPIC
 
 
 def box_to_msg(box) -> BoundingBox2D:
-    """(x, y, w, h) top-left + size -> the message's centre + size."""
-    cx, cy, w, h = (float(v) for v in xywh_to_cxcywh(np.asarray(box, dtype=np.float64).reshape(4)))
+    """(x, y, w, h) top-left + size -> the message's centre + size (the reverse, ROS-free, is
+    :func:`stark_ros.core.boxes.msg_to_box`)."""
     msg = BoundingBox2D()
-    msg.center.position.x, msg.center.position.y = cx, cy
-    msg.size_x, msg.size_y = w, h
+    msg.center.position.x, msg.center.position.y, msg.size_x, msg.size_y = box_to_msg_values(box)
     return msg
-
-
-def msg_to_box(msg) -> np.ndarray:
-    """A ``BoundingBox2D`` (or anything laid out like it) -> (x, y, w, h)."""
-    return cxcywh_to_xywh((msg.center.position.x, msg.center.position.y, msg.size_x, msg.size_y))
 
 
 def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = DEFAULT_FRAME_ID,

@@ -152,7 +152,7 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
             published = results.get(timeout=PUBLISHER_TIMEOUT_S + (count or n) / rate_hz)
             camera.join()
             if published:
-                consumer.drain(max(published, key=published.get))
+                consumer.wait_last_tracks(max(published, key=published.get))
             time.sleep(DIAGNOSTICS_WAIT_S)  # one more /diagnostics period with every frame in it
         finally:
             stop_sampling.set()

@@ -30,13 +30,13 @@ from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
 
 POLL_S = 0.02
 DEFAULT_WAIT_S = 30.0
+# After a camera's pace of frames, how long the tools wait for the tracks of the last one before
+# they go on with what came: the node may have dropped that frame, and then none come.
+LAST_TRACKS_TIMEOUT_S = 10.0
 # Until the node has answered once, a best-effort frame may still fall into the gap between the
 # publisher seeing the subscription and the subscription matching the publisher (longer on a
 # loaded machine): the frame is sent again after this long without an answer.
 RESEND_S = 2.0
-# At the end of a run (demo, bag replay, benchmarks), how long a tool waits for the tracks of the
-# last frame it sent before it reports what it has (the node may have dropped that frame).
-DRAIN_TIMEOUT_S = 10.0
 NS_PER_MS = 1e6
 _names = itertools.count()
 
@@ -194,7 +194,7 @@ class TrackerClient:
         """Call one of the node's services; the future of its answer."""
         key = (srv_type, name)
         if key not in self._service_clients:
-            self._service_clients[key] = self.node.create_client(srv_type, name)
+            self._service_clients[key] = self.node.create_client(srv_type, name, qos_profile=interface.SERVICE_QOS)
         cli = self._service_clients[key]
         if not cli.wait_for_service(timeout_sec=timeout):
             raise WaitTimeout(f"service {name} not available after {timeout:.0f} s")
@@ -234,9 +234,10 @@ class TrackerClient:
         return wait_for(lambda: self.tracks_for(stamp), timeout, f"tracks for the frame stamped {stamp} ns",
                         raise_on_timeout=raise_on_timeout)
 
-    def drain(self, last_stamp: int):
-        """At the end of a run: the tracks of the last frame sent, or None after DRAIN_TIMEOUT_S."""
-        return self.wait_tracks(last_stamp, DRAIN_TIMEOUT_S, raise_on_timeout=False)
+    def wait_last_tracks(self, stamp: int):
+        """The tracks of the last frame published at a camera's pace (stamped ``stamp``), or None after
+        :data:`LAST_TRACKS_TIMEOUT_S`."""
+        return self.wait_tracks(stamp, LAST_TRACKS_TIMEOUT_S, raise_on_timeout=False)
 
     def publish_and_wait(self, msg, timeout: float = DEFAULT_WAIT_S, resend: bool = False):
         """Publish one frame and wait for the tracks computed on it (lock step: nothing dropped).

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stark_ros.core.geometry import iou_xywh
+from stark_ros.core.boxes import iou_xywh
 from stark_ros.datasets import Sequence, load_simple_sequence, shared_dir
 from stark_ros.datasets.cuts import load_cut_sequence
 from stark_ros.datasets.splits import TRAIN_VALIDATION

@@ -26,6 +26,18 @@ def is_stamped(ns: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """What a box in a frame is relative to: the camera (``frame_id``) and the image size."""
+
+    frame_id: str
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height} in {self.frame_id!r}"
+
+
+@dataclass(frozen=True)
 class Frame:
     stamp_ns: int
     frame_id: str
@@ -37,6 +49,10 @@ class Frame:
     @property
     def stamped(self) -> bool:
         return is_stamped(self.stamp_ns)
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.frame_id, self.rgb.shape[1], self.rgb.shape[0])
 
 
 class Lookup(str, Enum):

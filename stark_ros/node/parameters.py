@@ -18,6 +18,10 @@ from stark_ros.tracking.lost import LostSettings
 # its score study wrote into its metadata; generic LostSettings() for a model without a study).
 FROM_MODEL_THRESHOLD = -1.0
 FROM_MODEL_FRAMES = 0
+# Service calls DDS keeps per service (rclpy's default of 10 lost 37 of 50 concurrent calls); the
+# package's clients keep as many responses (stark_ros.interface.SERVICE_QUEUE_DEPTH, the same
+# number: this module stays free of rclpy, a ROS test compares the two).
+DEFAULT_SERVICE_QUEUE_DEPTH = 1000
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,11 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("request_timeout", 1.0, "Seconds a request stamped after the newest frame waits for that frame.",
               read_only=False, range=(0.0, 60.0)),
     Parameter("max_targets", 16, "Targets tracked at once; more are rejected.", read_only=False, range=(1, 256)),
-    Parameter("max_pending_requests", 32, "Target requests waiting for the worker at once; more are REJECTED "
-              "'busy' at once.", range=(1, 10000)),
+    Parameter("max_pending_requests", 32, "Requests (starts and cancels, topic and services) waiting for the "
+              "worker at once; more are answered 'busy' at once.", range=(1, 10000)),
+    Parameter("service_queue_depth", DEFAULT_SERVICE_QUEUE_DEPTH, "Calls DDS keeps per service until the node takes "
+              "them; a deeper burst is lost before the node sees it (clients need as deep a queue).",
+              range=(1, 100000)),
     Parameter("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Images with more pixels are skipped before decoding "
               "(checked from the header).", range=(1, 1 << 30)),
     Parameter("lost_threshold", FROM_MODEL_THRESHOLD, "Score below which a frame counts as not confident; "
@@ -76,6 +83,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("update_interval", 0, "Frames between dynamic-template updates (0 = the model's default).",
               range=(0, 100000)),
     Parameter("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
+    Parameter("image_timeout", 2.0, "Seconds without a frame after which /diagnostics says 'waiting for images' "
+              "(level WARN).", read_only=False, range=(0.1, 3600.0)),
     Parameter("publish_detections", True, "Also publish vision_msgs/Detection2DArray on `detections` (where "
               "vision_msgs is installed)."),
 )}

@@ -9,6 +9,7 @@ Parameters are declared from :mod:`stark_ros.node.parameters`; /diagnostics valu
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -16,6 +17,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -25,6 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from stark_ros import interface as itf
+from stark_ros.core.boxes import msg_to_box
 from stark_ros.core.images import ImageConversionError, make_converter
 from stark_ros.core.stamps import stamp_ns
 from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
@@ -35,14 +38,22 @@ from stark_ros.node.messages import debug_image, track_event, tracked_object
 from stark_ros.node.parameters import LOST_PARAMETERS, PARAMETERS, check_changes, lost_overrides, lost_settings
 from stark_ros.node.requests import MatchSettings, Request
 from stark_ros.node.ros_logging import route_package_logging
-from stark_ros.node.telemetry import SKIP_DEGENERATE, SKIP_UNREADABLE, Telemetry
+from stark_ros.node.telemetry import LOST_IN_TRANSPORT, SKIP_DEGENERATE, SKIP_UNREADABLE, Telemetry
 from stark_ros.node.worker import Limits, StepOutput, TrackerWorker
 from stark_ros.runtime import ModelLoadError, RuntimeOptions, StarkRuntime, resolve_model
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
+BYTES_PER_KB = 1 << 10
 BYTES_PER_MB = 1 << 20
 WORKER_POLL_S = 0.05
-WORKER_STOP_TIMEOUT_S = 5.0
+# Fast DDS's default shared-memory segment: a larger raw frame falls back to UDP fragments and a
+# best-effort frame is lost with any fragment, unless both sides use config/fastdds_large_images.xml.
+FASTDDS_DEFAULT_SEGMENT_BYTES = 512 * BYTES_PER_KB
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+LARGE_FRAMES_HINT = (f"raw frames above Fast DDS's default {FASTDDS_DEFAULT_SEGMENT_BYTES // BYTES_PER_KB} KB "
+                     "shared-memory segment are lost in transport unless the camera and the node use "
+                     "config/fastdds_large_images.xml (the launch file gives it to the node; set "
+                     f"{PROFILE_ENV} for the camera driver)")
 # Frames with a side below this are skipped: the tracker clips boxes with a margin of 10 px and
 # crops a search region several times the target; a 1x1 image turned a box into (-9, -9, 10, 10).
 MIN_FRAME_SIDE_PX = 32
@@ -72,6 +83,8 @@ class TrackerNode(LifecycleNode):
         self._subs, self._pubs, self._tracker_services = [], [], []  # not `_services`: rclpy's Node has one
         self._group, self._image_group = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self._diag_timer = None
+        # Warned once: large raw frames arrive and no transport profile is set (e.g. `ros2 run`).
+        self._large_frames_unwarned = not os.environ.get(PROFILE_ENV)
 
     def p(self, name):
         return self.get_parameter(name).value
@@ -123,28 +136,39 @@ class TrackerNode(LifecycleNode):
         self._detections = DetectionsOutput(self, self.p("publish_detections"), itf.TRACKS_QOS)
         self._pubs = [self._tracks_pub, self._events_pub, self._debug_pub, self._diag_pub,
                       *self._detections.publishers]
+        qos = itf.service_qos(self.p("service_queue_depth"))
         self._tracker_services = [
-            self.create_service(srv, name, callback, callback_group=self._group) for srv, name, callback in (
+            self.create_service(srv, name, callback, qos_profile=qos, callback_group=self._group)
+            for srv, name, callback in (
                 (StartTracking, itf.START_TRACKING_SERVICE, self._srv_start),
                 (CancelTracking, itf.CANCEL_TRACKING_SERVICE, self._srv_cancel),
                 (ListTargets, itf.LIST_TARGETS_SERVICE, self._srv_list))]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        options = dict(callback_group=self._image_group,
-                       qos_overriding_options=QoSOverridingOptions.with_default_policies())
-        if self.p("compressed"):
-            sub = self.create_subscription(CompressedImage, itf.COMPRESSED_IMAGE_TOPIC, self._on_compressed,
-                                           itf.IMAGE_QOS, **options)
-        else:
-            sub = self.create_subscription(Image, itf.IMAGE_TOPIC, self._on_image, itf.IMAGE_QOS, **options)
+        sub = self._subscribe_images()
         self._subs = [sub, self.create_subscription(TargetRequest, itf.TARGET_TOPIC, self._on_target, itf.REQUEST_QOS,
                                                     callback_group=self._group)]
+        if self._thread is not None:  # never two workers: the last one has ended (deactivate joins it)
+            self._thread.join()
         self._worker.start()
         self._thread = threading.Thread(target=self._work, args=(self._worker,), name="stark_worker", daemon=True)
         self._thread.start()
         self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
         self._log.info(f"active: tracking on '{sub.topic_name}'")
         return super().on_activate(state)
+
+    def _subscribe_images(self):
+        """The image subscription, counting the frames DDS reports lost before they reached the node."""
+        msg_type, topic, callback = ((CompressedImage, itf.COMPRESSED_IMAGE_TOPIC, self._on_compressed)
+                                     if self.p("compressed") else (Image, itf.IMAGE_TOPIC, self._on_image))
+        options = dict(callback_group=self._image_group,
+                       qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        try:
+            return self.create_subscription(msg_type, topic, callback, itf.IMAGE_QOS, **options,
+                                            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost))
+        except UnsupportedEventTypeError:
+            self._log.info("this DDS middleware does not report lost frames: frames_lost_in_transport stays 0")
+            return self.create_subscription(msg_type, topic, callback, itf.IMAGE_QOS, **options)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._stop_worker()
@@ -156,6 +180,8 @@ class TrackerNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        if self._worker is not None:
+            self._publish(self._worker.clear())  # a CANCELLED event for each target
         self._worker = None
         for pub in self._pubs:
             self.destroy_publisher(pub)
@@ -174,9 +200,11 @@ class TrackerNode(LifecycleNode):
         worker = self._worker
         if worker is None:
             return
+        # The worker checks between requests and between catch-up frames, so it ends within one
+        # tracking call: wait for it (a thread left running when the process exits aborts it).
         worker.stop()
         if self._thread is not None:
-            self._thread.join(timeout=WORKER_STOP_TIMEOUT_S)
+            self._thread.join()
             self._thread = None
         self._publish(worker.drain())  # nobody will answer what still waits: answer it now
 
@@ -186,21 +214,34 @@ class TrackerNode(LifecycleNode):
                              max_targets=self.p("max_targets"))
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        changes = {p.name: p.value for p in params if p.name in LOST_PARAMETERS}
+        """Checked in every state: lost-target values against the model's settings once it is loaded,
+        against the generic ones before (configure applies them to the model's)."""
+        changes = {p.name: p.value for p in params}
         worker = self._worker
-        if not changes or worker is None:
-            return SetParametersResult(successful=True)
+        model_lost = worker.policy.info.lost if worker is not None else None
         values = {**{k: self.p(k) for k in LOST_PARAMETERS}, **changes}
-        problem = check_changes(changes, values, worker.policy.info.lost)
+        problem = check_changes(changes, values, model_lost)
         if problem is not None:
             return SetParametersResult(successful=False, reason=problem)
-        worker.set_lost_settings(lost_settings(worker.policy.info.lost, values))
-        self._log.info(f"lost-target settings changed: {changes}")
+        if worker is not None and any(k in LOST_PARAMETERS for k in changes):
+            worker.set_lost_settings(lost_settings(model_lost, values))
+            self._log.info(f"lost-target settings changed: {changes}")
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ callbacks (convert + hand over)
     def _on_image(self, msg: Image) -> None:
+        if self._large_frames_unwarned and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
+            self._large_frames_unwarned = False
+            self._log.warning(f"frames of {len(msg.data) // BYTES_PER_KB} KB arrive and no {PROFILE_ENV} is set: "
+                              f"{LARGE_FRAMES_HINT}; frames lost so far are counted as frames_lost_in_transport")
         self._offer(msg.header, lambda: self._converter.image_to_rgb(msg))
+
+    def _on_lost(self, info) -> None:
+        unlogged = self._telemetry.skips.record(LOST_IN_TRANSPORT, info.total_count_change)
+        if unlogged is not None:
+            self._log.warning(f"{info.total_count_change} frame(s) lost in transport before reaching the node "
+                              f"({info.total_count} in all; {unlogged} more since the last message): "
+                              f"{LARGE_FRAMES_HINT}")
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._offer(msg.header, lambda: self._converter.compressed_to_rgb(msg))
@@ -230,7 +271,7 @@ class TrackerNode(LifecycleNode):
 
     def _submit(self, target: TargetRequest, reply=None) -> None:
         request = Request(stamp_ns=stamp_ns(target.header.stamp), frame_id=target.header.frame_id,
-                          box=itf.msg_to_box(target.bbox), target_id=target.id, label=target.label,
+                          box=msg_to_box(target.bbox), target_id=target.id, label=target.label,
                           deadline=time.monotonic() + self.p("request_timeout"), header=target.header, reply=reply)
         worker = self._worker
         if worker is None:
@@ -277,10 +318,18 @@ class TrackerNode(LifecycleNode):
     def _work(self, worker: TrackerWorker) -> None:
         while worker.accepting:
             out = worker.step(worker.take(WORKER_POLL_S))
-            self._publish(out)
+            try:
+                self._publish(out)
+            except Exception as exc:  # rclpy raises RCLError when SIGINT/SIGTERM shut the context down
+                if not self.context.ok():
+                    return
+                self._log.error(f"publishing failed: {exc!r}")
 
     def _publish(self, out: StepOutput) -> None:
-        """Publish one output: its events, its frame's tracks, then its service answers."""
+        """Publish one output: its events, its frame's tracks, then its service answers (nothing
+        once the process is shutting down: no caller can be answered then)."""
+        if not self.context.ok():
+            return
         now = None
         for e in out.events:
             if e.header is None and now is None:
@@ -307,9 +356,11 @@ class TrackerNode(LifecycleNode):
         if worker is None:
             return
         state = worker.state()
+        timeout = self.p("image_timeout")
+        warning, message = self._telemetry.status(state, timeout)
         status = DiagnosticStatus(name=f"{self.get_name()}: {itf.DIAGNOSTICS_STATUS}", hardware_id="onnxruntime",
-                                  level=DiagnosticStatus.OK, message="tracking" if state.active_targets else "idle")
-        status.values = [KeyValue(key=k, value=v) for k, v in self._telemetry.values(state).items()]
+                                  level=DiagnosticStatus.WARN if warning else DiagnosticStatus.OK, message=message)
+        status.values = [KeyValue(key=k, value=v) for k, v in self._telemetry.values(state, timeout).items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)

@@ -14,6 +14,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from stark_ros.msg import TrackEvent
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
+from stark_ros.core.boxes import msg_to_box
 from stark_ros.core.geometry import BoxProblem
 from stark_ros.core.images import ImageConverter
 from stark_ros.core.stamps import NS_PER_S, set_stamp, stamp_ns
@@ -25,7 +26,6 @@ from stark_ros.interface import (
     LIST_TARGETS_SERVICE,
     START_TRACKING_SERVICE,
     box_to_msg,
-    msg_to_box,
 )
 from stark_ros.node.frame_buffer import Lookup
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
