@@ -126,7 +126,8 @@ def crop_feeds(frame: np.ndarray, plans: list[CropPlan], mean, std) -> dict[str,
             IN_DIVISORS: divisors.astype(np.int32),
             IN_ROW_PAD: rows.padded.astype(np.float32),
             IN_COL_PAD: cols.padded.astype(np.float32),
-            IN_TABLE: normalization_table(tuple(float(m) for m in mean), tuple(float(s) for s in std)).ravel()}
+            # A writable copy of the shared read-only table (3 KB): IO binding may want to own its input.
+            IN_TABLE: normalization_table(tuple(float(m) for m in mean), tuple(float(s) for s in std)).ravel().copy()}
 
 
 class CropSession:
