@@ -88,6 +88,8 @@ if __name__ == "__main__":
         license="Apache-2.0",
         python_requires=">=3.10",
         packages=find_packages(include=["stark_ros", "stark_ros.*"]),
+        # The runtime's crop graph (stark_ros/runtime/crop.onnx) travels with the modules.
+        package_data={"stark_ros.runtime": ["*.onnx"]},
         install_requires=INSTALL_REQUIRES,
         extras_require=EXTRAS,
         data_files=_share_files(),

@@ -73,6 +73,8 @@ def _node(context, *args, **kwargs):
     overrides = {"image_transport": transport, "use_sim_time": value("use_sim_time").lower() in TRUE_WORDS}
     if value("model"):
         overrides["model"] = value("model")
+    if value("precision"):
+        overrides["precision"] = value("precision")
     namespace = value("namespace").strip("/")
     installed_profile = os.path.join(get_package_share_directory("stark_ros"), "config", "fastdds_large_images.xml")
     return [Node(
@@ -100,6 +102,9 @@ def generate_launch_description():
                               description="YAML file with the node's parameters"),
         DeclareLaunchArgument("model", default_value="",
                               description="model folder (template.onnx + track.onnx); empty: the default model"),
+        DeclareLaunchArgument("precision", default_value="",
+                              description="network arithmetic on a GPU: fp32 (exact), tf32 or fp16; empty: the "
+                                          "params file's (fp32)"),
         DeclareLaunchArgument("image", default_value=DEFAULT_IMAGE_TOPIC,
                               description="camera image topic to track on (relative names are in the namespace)"),
         DeclareLaunchArgument("namespace", default_value=DEFAULT_NAMESPACE,

@@ -358,9 +358,17 @@ def report(results: list[dict], threads: int, inputs: Inputs, graph_optimization
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--providers" or a.startswith("--providers=") for a in argv):
+        # The GPU (or any provider's) benchmark: ONNX Runtime only, per precision, against the CPU.
+        from stark_ros.bench import _providers
+
+        return _providers.main(argv)
     parser = argparse.ArgumentParser(
         prog="python -m stark_ros.bench runtime",
-        description="ONNX Runtime CPU vs PyTorch eager for STARK models, on the same frames, in one run.")
+        description="ONNX Runtime CPU vs PyTorch eager for STARK models, on the same frames, in one run. "
+                    "With --providers {cpu,cuda,tensorrt}: ONNX Runtime alone on that provider, per precision, "
+                    "against the CPU (see --providers cuda --help).")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                         help=f"model presets to measure (default: {' '.join(DEFAULT_VARIANTS)})")
     parser.add_argument("--checkpoint", help="measure this checkpoint (one variant) instead of seeded random weights")

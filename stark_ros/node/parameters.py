@@ -55,7 +55,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
               "the package."),
     Parameter("providers", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
               "ONNX Runtime execution providers in order of preference; the node reports the ones really in use."),
-    Parameter("trt_fp16", True, "TensorRT: build FP16 engines."),
+    Parameter("precision", "fp32", "Network arithmetic on a GPU: fp32 (exact float32, the CPU's boxes; TensorRT "
+              "left out), tf32 (TF32 MatMul/Conv, CUDA or TensorRT), fp16 (TensorRT FP16 engines, or the model's "
+              "float16 graphs on CUDA). The CPU computes float32 whatever is asked."),
     Parameter("trt_engine_cache_dir", "", "TensorRT engine cache folder (empty = ~/.cache/stark_ros)."),
     Parameter("intra_op_threads", 0, "ONNX Runtime CPU threads (0 = one per core).", range=(0, 256)),
     Parameter("image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage "
@@ -136,7 +138,7 @@ def load_runtime(value: Callable[[str], Any]) -> StarkRuntime:
     """The runtime the parameters (``value(name)``) describe, the model's lost-target settings with
     the parameters' overrides; ModelLoadError or ValueError when it cannot be built."""
     cache_dir = value("trt_engine_cache_dir")
-    options = RuntimeOptions(providers=tuple(value("providers")), trt_fp16=value("trt_fp16"),
+    options = RuntimeOptions(providers=tuple(value("providers")), precision=value("precision"),
                              intra_op_threads=value("intra_op_threads"),
                              **({"trt_engine_cache_dir": cache_dir} if cache_dir else {}))
     runtime = StarkRuntime(resolve_model(value("model")), options, update_interval=value("update_interval") or None)

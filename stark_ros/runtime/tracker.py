@@ -32,7 +32,7 @@ class StarkRuntime(TrackingPolicy):
         engine = OrtEngine(model_dir, self.options)
         self.model_dir = engine.model_dir
         self.info: md.ModelInfo = engine.info
-        report_providers(self.options.providers, engine.providers, LOG)
+        report_providers(self.options, engine.providers, LOG)
         # The model's own thresholds (from its score study, in its metadata) unless the caller gives
         # others; generic defaults, said in the log, for a model without a study.
         super().__init__(engine, self.info.settings, lost, model_lost=self.info.lost,

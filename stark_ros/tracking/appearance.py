@@ -9,6 +9,8 @@ distributions, 0 for disjoint ones (a black frame, a box on plain background of 
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -21,6 +23,11 @@ HSV_RANGES = (0, 180, 0, 256, 0, 256)
 # Only the central part of a box (this share of its width and height) is compared: a box is
 # usually a little loose, and its rim shows background rather than the target.
 CORE_SHARE = 0.6
+# At most about this many pixels of a box are read (every k-th row and column of a larger one), so
+# that a box's score costs the same on any frame size; a histogram of 256 x 256 samples is as good
+# as one of all the pixels. Boxes in the development sequences stay below it (their scores are
+# those of every pixel).
+MAX_SAMPLED_PIXELS = 256 * 256
 
 
 def box_histogram(frame: np.ndarray, box) -> np.ndarray:
@@ -35,7 +42,8 @@ def box_histogram(frame: np.ndarray, box) -> np.ndarray:
     x1, y1 = min(width, int(np.ceil(x + w))), min(height, int(np.ceil(y + h)))
     if x1 <= x0 or y1 <= y0:
         return empty
-    hsv = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2HSV)
+    stride = max(1, math.ceil(math.sqrt((y1 - y0) * (x1 - x0) / MAX_SAMPLED_PIXELS)))
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1:stride, x0:x1:stride]), cv2.COLOR_RGB2HSV)
     hist = cv2.calcHist([hsv], [0, 1, 2], None, list(HSV_BINS), list(HSV_RANGES)).ravel().astype(np.float64)
     return hist / hist.sum()
 

@@ -11,6 +11,13 @@ from stark_ros.tracking.settings import TrackerSettings
 
 TEMPLATE_FILE = "template.onnx"
 TRACK_FILE = "track.onnx"
+# The float16 twin of a graph (float32 inputs and outputs, float16 inside), for GPUs that run it.
+FP16_SUFFIX = ".fp16.onnx"
+
+
+def fp16_file(graph_file: str) -> str:
+    """``template.onnx`` -> ``template.fp16.onnx``."""
+    return graph_file.removesuffix(".onnx") + FP16_SUFFIX
 
 # Metadata keys (values are strings; structured values are JSON).
 KEY_FORMAT = "stark_ros.format"

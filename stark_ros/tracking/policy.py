@@ -29,7 +29,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stark_ros.core.geometry import clip_box, crop_around, damp_size, map_box_back, normalize_patch, validate_box
+from stark_ros.core.geometry import (
+    CropPlan,
+    clip_box,
+    crop_around,
+    crop_batch,
+    damp_size,
+    map_box_back,
+    normalize_patch,
+    plan_crop,
+    validate_box,
+)
 from stark_ros.tracking.appearance import AppearanceModel
 from stark_ros.tracking.lost import LostMonitor, LostSettings, TargetState, TrackEventType
 from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, TrackerSettings, with_overrides
@@ -47,7 +57,9 @@ MASK_DTYPE = np.float32
 
 class Engine(Protocol):
     """A STARK network evaluated by some library. Tokens are opaque to the policy: it stores them per
-    target and template slot and hands them back to :meth:`predict`."""
+    target and template slot and hands them back to :meth:`predict`. An engine that can cut the crops
+    on its own device also has ``crop(frame, plans, mean, std) -> (images, masks)`` (see
+    :func:`network_inputs`); its images and masks go straight back to it."""
 
     def encode_templates(self, images: np.ndarray, masks: np.ndarray) -> list[Any]:
         """(N, 3, T, T) normalised template crops + (N, T, T) float pad masks (1 = padding) ->
@@ -115,6 +127,17 @@ def network_input(frame: np.ndarray, box, factor: float, size: int, settings: Tr
     crop = crop_around(frame, box, factor, size)
     return (normalize_patch(crop.patch, settings.mean, settings.std),
             crop.pad_mask[None].astype(MASK_DTYPE), crop)
+
+
+def network_inputs(engine, frame: np.ndarray, plans: list[CropPlan], settings: TrackerSettings):
+    """The crops of ``plans`` as the network takes them, in one batched step: (N, 3, S, S) images and
+    (N, S, S) masks, made by the engine where it can crop on its own device (an engine's optional
+    ``crop(frame, plans, mean, std)``, e.g. ONNX Runtime on CUDA, whose outputs may stay there), else
+    with numpy and OpenCV (:func:`~stark_ros.core.geometry.crop_batch`, the same numbers)."""
+    crop = getattr(engine, "crop", None)
+    if crop is not None:
+        return crop(frame, plans, settings.mean, settings.std)
+    return crop_batch(frame, plans, settings.mean, settings.std)
 
 
 class TrackingPolicy:
@@ -216,16 +239,13 @@ class TrackingPolicy:
         if not targets:
             return []
         s = self.settings
-        images, masks, searches = [], [], []
-        for t in targets:
-            centre = t.monitor.search_centre(t.box)
-            image, mask, crop = network_input(frame, centre, s.search_factor * t.monitor.search_scale,
-                                              s.search_size, s)
-            images.append(image)
-            masks.append(mask)
-            searches.append(_Search(centre, crop.resize_factor))
+        centres = [t.monitor.search_centre(t.box) for t in targets]
+        plans = [plan_crop(frame.shape, centre, s.search_factor * t.monitor.search_scale, s.search_size)
+                 for t, centre in zip(targets, centres, strict=True)]
+        searches = [_Search(centre, plan.resize_factor) for centre, plan in zip(centres, plans, strict=True)]
+        images, masks = network_inputs(self.engine, frame, plans, s)
         boxes, logits = self.engine.predict([[t.templates[slot] for t in targets] for slot in range(self._slots)],
-                                          np.concatenate(images), np.concatenate(masks))
+                                            images, masks)
         results = [self._step(frame, t, boxes[i, QUERY], None if logits is None else float(logits[i, QUERY]),
                               searches[i]) for i, t in enumerate(targets)]
         self._refresh_templates(frame, [t for t, r in zip(targets, results, strict=True)
@@ -291,9 +311,8 @@ class TrackingPolicy:
 
     def _encode_templates(self, frame, boxes) -> list[Any]:
         s = self.settings
-        crops = [network_input(frame, box, s.template_factor, s.template_size, s) for box in boxes]
-        return self.engine.encode_templates(np.concatenate([c[0] for c in crops]),
-                                            np.concatenate([c[1] for c in crops]))
+        plans = [plan_crop(frame.shape, box, s.template_factor, s.template_size) for box in boxes]
+        return self.engine.encode_templates(*network_inputs(self.engine, frame, plans, s))
 
 
 class SingleTargetTracker:

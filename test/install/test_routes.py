@@ -169,6 +169,8 @@ def test_pip_route_finds_its_files_without_the_ament_index(tmp_path):
     found = _probe(tmp_path, env)
     assert found["route"] == "pip install"
     _assert_all_under(found, prefix / "share" / "stark_ros")
+    # The runtime's crop graph (for crops on the GPU) travels with the modules.
+    assert (purelib / "stark_ros" / "runtime" / "crop.onnx").is_file()
     # pip installs no node: it has no interfaces to run with (only the ament_cmake build makes them).
     assert found["executable"].startswith("missing: ") and "ament index" in found["executable"]
     assert not (prefix / "bin" / "tracker_node").exists()

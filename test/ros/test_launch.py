@@ -219,12 +219,12 @@ def test_launch_file_params_file_image_transport_sim_time_log_level(launched, un
 
     run, probe = launched(params_file=params_file, model=untrained_lite_model, namespace="launched_custom",
                           image="/launch_test/cam_custom", image_transport="compressed", use_sim_time="true",
-                          log_level="warn")
+                          log_level="warn", precision="tf32")
 
     params = _get_parameters(probe, "/launched_custom", [*custom, "use_sim_time"], run)
     # The YAML file's values, then the launch arguments on top of them.
     assert params == {**custom, "model": str(untrained_lite_model), "image_transport": "compressed",
-                      "use_sim_time": True}
+                      "use_sim_time": True, "precision": "tf32"}
 
     # image_transport's convention: the compressed topic follows the remapped base topic.
     assert (_wait_subscribed(probe, "/launch_test/cam_custom/compressed", "/launched_custom", run)
