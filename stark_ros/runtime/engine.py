@@ -90,7 +90,8 @@ class OrtEngine:
 
     def encode_templates(self, images: np.ndarray, masks: np.ndarray) -> list[Token]:
         feat, mask, pos = self.template.run({md.IN_IMAGE: images, md.IN_MASK: masks})
-        return [(feat[i:i + 1], mask[i:i + 1], pos[i:i + 1]) for i in range(len(images))]
+        # Count the outputs, not the inputs: on a GPU the crops are an OrtValue on the device.
+        return [(feat[i:i + 1], mask[i:i + 1], pos[i:i + 1]) for i in range(len(feat))]
 
     def track_feeds(self, templates_by_slot: list[list[Token]], images, masks) -> dict:
         """The tracking graph's inputs: the tokens of each slot batched, the search crops. A slot's
