@@ -62,6 +62,7 @@ COLCON_TEST = "test/install/test_routes.py::test_colcon_overlay_wins_and_colcon_
 BAG_WRITE = "python -m stark_ros.bag write ../shared/data/sot/otb_crossing out/crossing_bag --rate 15"
 DIST_TRAIN = "training/dist_train.sh training/configs/stark_st1_r50_500e_got10k.yaml 8 --cfg-options data.num_workers=8"
 OUT = {"out/": "{tmp}/"}
+NO_GPU = "needs an NVIDIA GPU and onnxruntime-gpu (scripts/gpu_check.sh ran on an H200; README figures)"
 
 COMMANDS = {
     # `make demo` = set up .venv-runtime, then this step (Makefile); the runtime environment's own
@@ -69,6 +70,18 @@ COMMANDS = {
     "make demo": Run(replace={"make demo": "python -m stark_ros.demo"},
                      extra=("--frames", str(DEMO_FRAMES), "--out", "{tmp}/demo"), expect="AUC"),
     "make test": NotHere("the suite this test belongs to (ruff, then pytest over test/)"),
+    "python -c \"from stark_ros.runtime import StarkRuntime, RuntimeOptions, default_model_dir; "
+    "print(StarkRuntime(default_model_dir(), RuntimeOptions(precision='fp16')).active_providers)\"": Run(
+        expect="CPUExecutionProvider"),
+    "python -m stark_ros.bench runtime --providers cuda": NotHere(
+        NO_GPU, parts=("test/ort/test_provider_bench.py::test_provider_benchmark_on_the_cpu",)),
+    "scripts/gpu_check.sh --data /path/to/sot [--ort /path/to/unpacked/onnxruntime-gpu]": NotHere(
+        NO_GPU, parts=("test/ort/test_provider_bench.py::test_provider_benchmark_on_the_cpu",)),
+    "scripts/gpu_check.sh --data DIR -- --extra-variants ST50": NotHere(
+        NO_GPU, parts=("test/ort/test_provider_bench.py::test_provider_benchmark_on_the_cpu",)),
+    "scripts/gpu_check.sh --providers cpu": Run(
+        extra=("--", "--precisions", "fp32", "--frames", "2", "--rounds", "1", "--sequences", "otb_crossing"),
+        expect="=== checks ==="),
     "ros2 service call /tracker/start_tracking stark_ros/srv/StartTracking \\": NotHere(
         ROS2_CLI, parts=("test/ros/test_tracker_node.py::test_services_start_list_cancel",)),
     '"{target: {bbox: {center: {position: {x: 320.0, y: 240.0}}, size_x: 80.0, size_y: 120.0}, id: car}}"': NotHere(
@@ -134,8 +147,6 @@ COMMANDS = {
     # The hook of the training owner (issue 25): short arguments that run both recipes once.
     "python -m stark_ros.bench train": ByTest(
         "test/training/test_bench_train.py::test_readme_bench_train_runs_on_the_installed_configs"),
-    "python -c \"from stark_ros.runtime import StarkRuntime, default_model_dir; "
-    "print(StarkRuntime(default_model_dir()).active_providers)\"": Run(expect="CPUExecutionProvider"),
 }
 
 
