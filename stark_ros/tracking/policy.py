@@ -32,6 +32,7 @@ import numpy as np
 from stark_ros.core.geometry import clip_box, crop_around, damp_size, map_box_back, normalize_patch, validate_box
 from stark_ros.tracking.appearance import AppearanceModel
 from stark_ros.tracking.lost import LostMonitor, LostSettings, TargetState, TrackEventType
+from stark_ros.tracking.redetect import Redetector, RedetectSettings
 from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, TrackerSettings, with_overrides
 
 LOG = logging.getLogger(__name__)
@@ -124,15 +125,19 @@ class TrackingPolicy:
     (:data:`~stark_ros.tracking.settings.OVERRIDABLE` names, None = the model's) are a caller's
     choices, applied here and nowhere else. ``lost`` are the caller's lost-target thresholds, else
     ``model_lost`` (the model's score study), else the generic :class:`LostSettings`, which the
-    policy says in the log.
+    policy says in the log. ``redetect`` / ``model_redetect`` are the re-detection settings while
+    LOST (:mod:`stark_ros.tracking.redetect`) the same way.
     """
 
     def __init__(self, engine: Engine, settings: TrackerSettings, lost: LostSettings | None = None, *,
-                 model_lost: LostSettings | None = None, lost_source: str = "", variant: str = "", **overrides):
+                 model_lost: LostSettings | None = None, lost_source: str = "", variant: str = "",
+                 redetect: RedetectSettings | None = None, model_redetect: RedetectSettings | None = None,
+                 **overrides):
         self.engine = engine
         self.settings = with_overrides(settings, **overrides)
         self.variant = variant
         self.lost_settings = lost or model_lost or LostSettings()
+        self.redetector = Redetector(redetect or model_redetect or RedetectSettings())
         self._slots = 1 + self.settings.num_dynamic_templates
         self._targets: dict[str, _Target] = {}
         self._ids = itertools.count(1)
@@ -170,6 +175,14 @@ class TrackingPolicy:
     def target_ids(self) -> list[str]:
         return list(self._targets)
 
+    @property
+    def redetect_settings(self) -> RedetectSettings:
+        return self.redetector.settings
+
+    def set_redetect_settings(self, settings: RedetectSettings) -> None:
+        """New re-detection settings; scans under way start afresh."""
+        self.redetector = Redetector(settings)
+
     def set_lost_settings(self, settings: LostSettings) -> None:
         self.lost_settings = settings
         for target in self._targets.values():
@@ -188,14 +201,18 @@ class TrackingPolicy:
             target_id=target_id, templates=[template] * self._slots, box=box,
             monitor=LostMonitor(self.lost_settings, box),
             appearance=AppearanceModel(frame, box) if self.uses_appearance_score else None)
+        self.redetector.forget(target_id)
         return target_id
 
     def remove_target(self, target_id: str) -> bool:
+        self.redetector.forget(str(target_id))
         return self._targets.pop(str(target_id), None) is not None
 
     def clear(self) -> list[str]:
         ids = list(self._targets)
         self._targets.clear()
+        for target_id in ids:
+            self.redetector.forget(target_id)
         return ids
 
     def set_box(self, target_id: str, box) -> None:
@@ -204,6 +221,7 @@ class TrackingPolicy:
         target = self._targets[str(target_id)]
         target.box = np.asarray(box, dtype=np.float64).copy()
         target.monitor = LostMonitor(self.lost_settings, target.box)
+        self.redetector.forget(target.target_id)
 
     def box_of(self, target_id: str) -> np.ndarray:
         return self._targets[str(target_id)].box.copy()
@@ -218,9 +236,8 @@ class TrackingPolicy:
         s = self.settings
         images, masks, searches = [], [], []
         for t in targets:
-            centre = t.monitor.search_centre(t.box)
-            image, mask, crop = network_input(frame, centre, s.search_factor * t.monitor.search_scale,
-                                              s.search_size, s)
+            centre, scale = self._search_around(t)
+            image, mask, crop = network_input(frame, centre, s.search_factor * scale, s.search_size, s)
             images.append(image)
             masks.append(mask)
             searches.append(_Search(centre, crop.resize_factor))
@@ -228,18 +245,82 @@ class TrackingPolicy:
                                           np.concatenate(images), np.concatenate(masks))
         results = [self._step(frame, t, boxes[i, QUERY], None if logits is None else float(logits[i, QUERY]),
                               searches[i]) for i, t in enumerate(targets)]
+        results = self._redetect(frame, targets, results)
         self._refresh_templates(frame, [t for t, r in zip(targets, results, strict=True)
                                         if self._template_due(t, r.score)])
         return results
 
+    def _search_around(self, target: _Target) -> tuple[np.ndarray, float]:
+        """(box the search crop is centred on, multiplier of its side): re-detection's candidate
+        under confirmation, else the lost logic's rule."""
+        candidate = self.redetector.candidate(target.target_id)
+        if candidate is not None:
+            return candidate.box, 1.0
+        return target.monitor.search_centre(target.box), target.monitor.search_scale
+
     def _step(self, frame, target: _Target, net_box, logit: float | None, search: _Search) -> TargetResult:
-        """One target's frame after the network: box and score, lost logic, result."""
+        """One target's frame after the network: box and score, lost logic (or the confirmation of
+        re-detection's candidate), result."""
         target.frames_tracked += 1
         predicted, score = self._box_and_score(frame, target, net_box, logit, search)
-        reported, event = target.monitor.observe(score, predicted)
-        target.box = reported
-        return TargetResult(target.target_id, reported.copy(), score, target.monitor.state,
-                            target.monitor.frames_since_confident, event)
+        if self.redetector.candidate(target.target_id) is not None:
+            event = self._confirm_candidate(target, predicted, score)
+            # A dropped candidate takes the search back to where the target was last seen: left on
+            # the candidate, the lost rule's own (shorter) reacquisition would take what did not hold.
+            target.box = predicted if self.redetector.candidate(target.target_id) is not None or event \
+                else target.monitor.last_confident_box.copy()
+        else:
+            target.box, event = target.monitor.observe(score, predicted)
+        return self._result(target, score, event)
+
+    def _result(self, target: _Target, score: float, event: TrackEventType | None) -> TargetResult:
+        return TargetResult(target.target_id, target.monitor.reported_box(target.box), score,
+                            target.monitor.state, target.monitor.frames_since_confident, event)
+
+    def _confirm_candidate(self, target: _Target, box: np.ndarray, score: float) -> TrackEventType | None:
+        """A frame of re-detection's candidate: REACQUIRED once it has held, else still LOST."""
+        if self.redetector.confirm(target.target_id, box, target.monitor.relative(score), score):
+            return target.monitor.reacquire(box)
+        target.monitor.stay_lost()
+        return None
+
+    def _redetect(self, frame, targets: list[_Target], results: list[TargetResult]) -> list[TargetResult]:
+        """Re-detection's tiles for this frame's LOST targets (:mod:`stark_ros.tracking.redetect`), in
+        one batched engine call; a target whose candidate holds at once (``confirm_frames`` 1) is
+        REACQUIRED on this frame."""
+        lost = [(t.target_id, t.monitor.last_confident_box) for t, r in zip(targets, results, strict=True)
+                if r.state is TargetState.LOST]
+        requests = self.redetector.plan(frame.shape, lost, self.settings.search_factor) if lost else []
+        if not requests:
+            return results
+        s = self.settings
+        by_id = {t.target_id: t for t in targets}
+        crops = [network_input(frame, r.box, s.search_factor, s.search_size, s) for r in requests]
+        boxes, logits = self.engine.predict(
+            [[by_id[r.target_id].templates[slot] for r in requests] for slot in range(self._slots)],
+            np.concatenate([c[0] for c in crops]), np.concatenate([c[1] for c in crops]))
+        best: dict[str, tuple[float, np.ndarray, float]] = {}
+        for i, request in enumerate(requests):
+            target = by_id[request.target_id]
+            logit = None if logits is None else float(logits[i, QUERY])
+            if not (np.all(np.isfinite(boxes[i, QUERY])) and (logit is None or math.isfinite(logit))):
+                continue     # a failed tile finds nothing; the policy's own crop counts failures
+            box, score = self._box_and_score(frame, target, boxes[i, QUERY], logit,
+                                             _Search(request.box, crops[i][2].resize_factor))
+            judged = target.monitor.relative(score)
+            if request.target_id not in best or judged > best[request.target_id][0]:
+                best[request.target_id] = (judged, box, score)
+        out = list(results)
+        for target_id, (judged, box, score) in best.items():
+            if self.redetector.offer(target_id, box, judged, score) is None:
+                continue
+            if self.redetect_settings.confirm_frames == 1:
+                target = by_id[target_id]
+                self.redetector.forget(target_id)
+                target.box = box
+                k = next(k for k, r in enumerate(out) if r.target_id == target_id)
+                out[k] = self._result(target, score, target.monitor.reacquire(box))
+        return out
 
     def _box_and_score(self, frame, target: _Target, net_box, logit: float | None,
                        search: _Search) -> tuple[np.ndarray, float]:
