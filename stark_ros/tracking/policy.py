@@ -32,7 +32,7 @@ import numpy as np
 from stark_ros.core.geometry import clip_box, crop_around, damp_size, map_box_back, normalize_patch, validate_box
 from stark_ros.tracking.appearance import AppearanceModel
 from stark_ros.tracking.lost import LostMonitor, LostSettings, TargetState, TrackEventType
-from stark_ros.tracking.redetect import Redetector, RedetectSettings
+from stark_ros.tracking.redetect import Redetector, RedetectSettings, Sighting
 from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, TrackerSettings, with_overrides
 
 LOG = logging.getLogger(__name__)
@@ -236,8 +236,9 @@ class TrackingPolicy:
         s = self.settings
         images, masks, searches = [], [], []
         for t in targets:
-            centre, scale = self._search_around(t)
-            image, mask, crop = network_input(frame, centre, s.search_factor * scale, s.search_size, s)
+            centre = t.monitor.search_centre(t.box)
+            image, mask, crop = network_input(frame, centre, s.search_factor * t.monitor.search_scale,
+                                              s.search_size, s)
             images.append(image)
             masks.append(mask)
             searches.append(_Search(centre, crop.resize_factor))
@@ -250,46 +251,27 @@ class TrackingPolicy:
                                         if self._template_due(t, r.score)])
         return results
 
-    def _search_around(self, target: _Target) -> tuple[np.ndarray, float]:
-        """(box the search crop is centred on, multiplier of its side): re-detection's candidate
-        under confirmation, else the lost logic's rule."""
-        candidate = self.redetector.candidate(target.target_id)
-        if candidate is not None:
-            return candidate.box, 1.0
-        return target.monitor.search_centre(target.box), target.monitor.search_scale
-
     def _step(self, frame, target: _Target, net_box, logit: float | None, search: _Search) -> TargetResult:
-        """One target's frame after the network: box and score, lost logic (or the confirmation of
-        re-detection's candidate), result."""
+        """One target's frame after the network: box and score, lost logic, result."""
         target.frames_tracked += 1
         predicted, score = self._box_and_score(frame, target, net_box, logit, search)
-        if self.redetector.candidate(target.target_id) is not None:
-            event = self._confirm_candidate(target, predicted, score)
-            # A dropped candidate takes the search back to where the target was last seen: left on
-            # the candidate, the lost rule's own (shorter) reacquisition would take what did not hold.
-            target.box = predicted if self.redetector.candidate(target.target_id) is not None or event \
-                else target.monitor.last_confident_box.copy()
-        else:
-            target.box, event = target.monitor.observe(score, predicted)
+        target.box, event = target.monitor.observe(score, predicted)
         return self._result(target, score, event)
 
     def _result(self, target: _Target, score: float, event: TrackEventType | None) -> TargetResult:
         return TargetResult(target.target_id, target.monitor.reported_box(target.box), score,
                             target.monitor.state, target.monitor.frames_since_confident, event)
 
-    def _confirm_candidate(self, target: _Target, box: np.ndarray, score: float) -> TrackEventType | None:
-        """A frame of re-detection's candidate: REACQUIRED once it has held, else still LOST."""
-        if self.redetector.confirm(target.target_id, box, target.monitor.relative(score), score):
-            return target.monitor.reacquire(box)
-        target.monitor.stay_lost()
-        return None
-
     def _redetect(self, frame, targets: list[_Target], results: list[TargetResult]) -> list[TargetResult]:
-        """Re-detection's tiles for this frame's LOST targets (:mod:`stark_ros.tracking.redetect`), in
-        one batched engine call; a target whose candidate holds at once (``confirm_frames`` 1) is
-        REACQUIRED on this frame."""
-        lost = [(t.target_id, t.monitor.last_confident_box) for t, r in zip(targets, results, strict=True)
-                if r.state is TargetState.LOST]
+        """Re-detection for this frame's LOST targets (:mod:`stark_ros.tracking.redetect`): their
+        candidates' and tiles' crops in one batched engine call, after the targets' own; a target
+        whose candidate has held is REACQUIRED on this frame, at the candidate's box."""
+        lost = []
+        for t, r in zip(targets, results, strict=True):
+            if r.state is TargetState.LOST:
+                lost.append((t.target_id, t.monitor.last_confident_box))
+            else:
+                self.redetector.forget(t.target_id)
         requests = self.redetector.plan(frame.shape, lost, self.settings.search_factor) if lost else []
         if not requests:
             return results
@@ -299,27 +281,24 @@ class TrackingPolicy:
         boxes, logits = self.engine.predict(
             [[by_id[r.target_id].templates[slot] for r in requests] for slot in range(self._slots)],
             np.concatenate([c[0] for c in crops]), np.concatenate([c[1] for c in crops]))
-        best: dict[str, tuple[float, np.ndarray, float]] = {}
+        found = {}
         for i, request in enumerate(requests):
             target = by_id[request.target_id]
             logit = None if logits is None else float(logits[i, QUERY])
             if not (np.all(np.isfinite(boxes[i, QUERY])) and (logit is None or math.isfinite(logit))):
-                continue     # a failed tile finds nothing; the policy's own crop counts failures
+                continue     # a failed crop finds nothing (the target's own crop counts failures)
             box, score = self._box_and_score(frame, target, boxes[i, QUERY], logit,
                                              _Search(request.box, crops[i][2].resize_factor))
-            judged = target.monitor.relative(score)
-            if request.target_id not in best or judged > best[request.target_id][0]:
-                best[request.target_id] = (judged, box, score)
+            found.setdefault(request.target_id, []).append(Sighting(box, score, request.follows_candidate))
         out = list(results)
-        for target_id, (judged, box, score) in best.items():
-            if self.redetector.offer(target_id, box, judged, score) is None:
+        for k, (target, result) in enumerate(zip(targets, results, strict=True)):
+            if result.state is not TargetState.LOST:
                 continue
-            if self.redetect_settings.confirm_frames == 1:
-                target = by_id[target_id]
-                self.redetector.forget(target_id)
-                target.box = box
-                k = next(k for k, r in enumerate(out) if r.target_id == target_id)
-                out[k] = self._result(target, score, target.monitor.reacquire(box))
+            accepted = self.redetector.judge(target.target_id, found.get(target.target_id, []), result.score,
+                                             target.monitor.relative)
+            if accepted is not None:
+                target.box = accepted.box.copy()
+                out[k] = self._result(target, accepted.score, target.monitor.reacquire(accepted.box))
         return out
 
     def _box_and_score(self, frame, target: _Target, net_box, logit: float | None,

@@ -6,15 +6,20 @@ region, is never seen again. The re-detector looks at the whole frame instead: i
 *tiles*, square crops of the target's own search-crop size (so the target appears at the scale the
 network was trained on), and sends them through the tracking graph in one batched engine call, with
 the target's templates. Each tile returns the network's box and its confidence (the policy's score,
-judged as the lost logic judges it). The best box above ``candidate_threshold`` becomes the target's
-*candidate*: from the next frame on, the target's own search crop is centred on it, and it becomes the
-target (REACQUIRED, with the candidate's box) once its confidence has held on ``confirm_frames``
-frames in a row, the tile's frame included; one frame below drops it and the scan goes on.
+judged as the lost logic judges it). A box *counts* when its confidence is above
+``candidate_threshold`` and beats the target's own search crop on the same frame (the lost logic's
+search goes on unchanged, and where it finds the target it reacquires it there). The best tile that
+counts becomes the target's *candidate*; from the next frame on, one more crop follows it, and it
+becomes the target (REACQUIRED, with the candidate's box) once it has counted on ``confirm_frames``
+frames in a row, the tile's frame included; one frame that does not count drops it and the scan
+goes on. A colour or score-head confidence also rates look-alikes of the target highly for a frame
+or two; the run of frames and the comparison with the target's own search keep those out.
 
-Cost is bounded: re-detection runs on every ``every_frames``-th frame and cuts at most
-``crops_per_frame`` tiles on it, shared by all LOST targets (in turns, so that none starves); a target
-whose tiles do not fit into one frame's budget is scanned over several frames, the tiles nearest to
-where it was last seen first. A target on probation (a candidate under confirmation) takes no tiles.
+Cost is bounded: at most ``crops_per_frame`` re-detection crops per frame, shared by all LOST
+targets: first one per candidate (every frame), then, on every ``every_frames``-th frame with a LOST
+target, tiles for the targets without a candidate, dealt in turns so that none starves. A target whose
+tiles do not fit into one frame's budget is scanned over several frames, the tiles nearest to where it
+was last seen first.
 
 The settings belong to a model, as its lost thresholds do: the exporter writes them into its metadata
 (:data:`stark_ros.tracking.model_metadata.KEY_REDETECT_SETTINGS`), and the runtime takes them as its
@@ -33,15 +38,15 @@ from stark_ros.core.geometry import crop_side
 
 @dataclass(frozen=True)
 class RedetectSettings:
-    # Tiles cut per re-detection frame, shared by all LOST targets (0: no re-detection).
+    # Re-detection crops per frame (candidates' and tiles), shared by all LOST targets (0: no
+    # re-detection).
     crops_per_frame: int = 4
-    # Re-detection runs on every this-many-th frame (1: every frame).
+    # Tiles are cut on every this-many-th frame with a LOST target (1: every frame).
     every_frames: int = 1
-    # Frames in a row a candidate's confidence must hold, the tile's frame included, before it
-    # becomes the target.
+    # Frames in a row a candidate must count, the tile's frame included, before it becomes the target.
     confirm_frames: int = 3
     # Confidence (judged like the lost thresholds: relative to the target's own first scores where
-    # the lost logic is) a tile's box needs to become a candidate, and a candidate to stay one.
+    # the lost logic is) a re-detected box needs to count.
     candidate_threshold: float = 0.5
     # Distance between neighbouring tile centres, as a share of a tile's side: below 1 the tiles
     # overlap, so that a target anywhere lies well inside some tile. 0.7: a target is at most 0.35
@@ -120,6 +125,15 @@ class Candidate:
     held: int = 1
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """What one re-detection crop found: the network's box in the frame and its confidence."""
+
+    box: np.ndarray
+    score: float
+    follows_candidate: bool     # the crop was cut around the target's candidate (else: a tile)
+
+
 @dataclass
 class _Scan:
     """One LOST target's re-detection state."""
@@ -129,24 +143,24 @@ class _Scan:
 
 
 @dataclass(frozen=True)
-class TileRequest:
+class CropRequest:
     target_id: str
-    box: np.ndarray       # the search crop is cut around this box (the target's size, on the tile centre)
+    box: np.ndarray            # the search crop is cut around this box (the target's size)
+    follows_candidate: bool    # around the target's candidate (else: a tile)
 
 
 class Redetector:
-    """Schedules tiles over LOST targets within the budget and keeps their candidates. The policy
-    calls :meth:`plan` once per frame (after its tracking step), runs the tiles, and reports each
-    target's best tile with :meth:`offer`; it asks :meth:`candidate` where to search next and reports
-    the candidate's confidence every frame with :meth:`confirm`."""
+    """Schedules re-detection crops over LOST targets within the budget and keeps their candidates.
+    Each frame the policy (after its tracking step) asks :meth:`plan` for the crops, runs them, and
+    hands each LOST target's sightings to :meth:`judge`, which says when a candidate has held."""
 
     def __init__(self, settings: RedetectSettings):
         self.settings = settings
         self._scans: dict[str, _Scan] = {}
         self._frame = 0
         self._turn = 0
-        # Tiles cut since start (what the budget bounds).
-        self.tiles_cut = 0
+        # Re-detection crops cut since start (what the budget bounds).
+        self.crops_cut = 0
 
     def forget(self, target_id: str) -> None:
         """The target is tracked again, restarted or removed: its scan starts afresh next time."""
@@ -156,54 +170,63 @@ class Redetector:
         scan = self._scans.get(target_id)
         return None if scan is None else scan.candidate
 
-    def confirm(self, target_id: str, box, judged_score: float, score: float) -> bool | None:
-        """The candidate's frame: True once it has held ``confirm_frames`` frames (it becomes the
-        target; the scan is forgotten), False when its confidence fell (dropped), None while it holds."""
-        scan = self._scans[target_id]
-        if judged_score <= self.settings.candidate_threshold:
-            scan.candidate = None
-            return False
-        scan.candidate = Candidate(np.asarray(box, dtype=np.float64).copy(), score, scan.candidate.held + 1)
-        if scan.candidate.held >= self.settings.confirm_frames:
-            self.forget(target_id)
-            return True
-        return None
-
-    def plan(self, frame_shape, lost: list[tuple[str, np.ndarray]], search_factor: float) -> list[TileRequest]:
-        """This frame's tiles for the LOST targets ``lost`` ((id, last confident box), in a stable
-        order) not on probation: none on frames between re-detection frames, at most
-        ``crops_per_frame`` in all, dealt one at a time to the targets in turn."""
+    def plan(self, frame_shape, lost: list[tuple[str, np.ndarray]], search_factor: float) -> list[CropRequest]:
+        """This frame's crops for the LOST targets ``lost`` ((id, last confident box), in a stable
+        order), ``crops_per_frame`` at most: first one around each candidate (every frame: a
+        candidate holds on frames in a row), then, on every ``every_frames``-th frame with a LOST
+        target, tiles for the targets without a candidate, dealt one at a time in turns."""
         s = self.settings
+        if not s.enabled:
+            return []
         self._frame += 1
-        if not s.enabled or (self._frame - 1) % s.every_frames:
-            return []
+        requests = [CropRequest(tid, self._scans[tid].candidate.box, True)
+                    for tid, _ in lost if self.candidate(tid) is not None][: s.crops_per_frame]
         scanning = [(tid, box) for tid, box in lost if self.candidate(tid) is None]
-        if not scanning:
-            return []
-        tiles = {tid: tile_boxes(frame_shape, box, search_factor, s.tile_stride) for tid, box in scanning}
-        # Each target takes at most one sweep of its tiles per frame.
-        wanted = {tid: len(t) for tid, t in tiles.items()}
-        order = [scanning[(self._turn + k) % len(scanning)][0] for k in range(len(scanning))]
-        self._turn = (self._turn + 1) % len(scanning)
-        requests: list[TileRequest] = []
-        while len(requests) < s.crops_per_frame and any(wanted.values()):
-            for tid in order:
-                if len(requests) >= s.crops_per_frame:
-                    break
-                if not wanted[tid]:
-                    continue
-                scan = self._scans.setdefault(tid, _Scan())
-                requests.append(TileRequest(tid, tiles[tid][scan.next_tile % len(tiles[tid])]))
-                scan.next_tile += 1
-                wanted[tid] -= 1
-        self.tiles_cut += len(requests)
+        if scanning and (self._frame - 1) % s.every_frames == 0:
+            tiles = {tid: tile_boxes(frame_shape, box, search_factor, s.tile_stride) for tid, box in scanning}
+            # Each target takes at most one sweep of its tiles per frame.
+            wanted = {tid: len(t) for tid, t in tiles.items()}
+            order = [scanning[(self._turn + k) % len(scanning)][0] for k in range(len(scanning))]
+            self._turn = (self._turn + 1) % len(scanning)
+            while len(requests) < s.crops_per_frame and any(wanted.values()):
+                for tid in order:
+                    if len(requests) >= s.crops_per_frame:
+                        break
+                    if not wanted[tid]:
+                        continue
+                    scan = self._scans.setdefault(tid, _Scan())
+                    requests.append(CropRequest(tid, tiles[tid][scan.next_tile % len(tiles[tid])], False))
+                    scan.next_tile += 1
+                    wanted[tid] -= 1
+        self.crops_cut += len(requests)
         return requests
 
-    def offer(self, target_id: str, box, judged_score: float, score: float) -> Candidate | None:
-        """A target's best tile of this frame: a candidate (held once) when its confidence is above
-        ``candidate_threshold``."""
-        if judged_score <= self.settings.candidate_threshold:
-            return None
-        candidate = Candidate(np.asarray(box, dtype=np.float64).copy(), score)
-        self._scans.setdefault(target_id, _Scan()).candidate = candidate
-        return candidate
+    def judge(self, target_id: str, sightings: list[Sighting], own_score: float, judged) -> Candidate | None:
+        """A LOST target's frame: ``sightings`` of its re-detection crops, ``own_score`` the
+        confidence of its own search crop, ``judged`` the lost logic's judgement of a score. A
+        sighting counts when its judged confidence is above ``candidate_threshold`` and it beats
+        the target's own search (where that finds the target, the lost logic reacquires it there).
+        The candidate's crop extends or ends its run; else the best tile starts one. Returns the
+        candidate once it has held ``confirm_frames`` frames (the scan is then forgotten)."""
+        s = self.settings
+
+        def counts(sighting: Sighting) -> bool:
+            return judged(sighting.score) > s.candidate_threshold and sighting.score > own_score
+
+        scan = self._scans.setdefault(target_id, _Scan())
+        if scan.candidate is not None:
+            follow = next((x for x in sightings if x.follows_candidate), None)
+            if follow is not None and counts(follow):
+                scan.candidate = Candidate(follow.box.copy(), follow.score, scan.candidate.held + 1)
+            else:
+                scan.candidate = None
+        else:
+            tiles = [x for x in sightings if not x.follows_candidate and counts(x)]
+            if tiles:
+                best = max(tiles, key=lambda x: x.score)
+                scan.candidate = Candidate(best.box.copy(), best.score)
+        if scan.candidate is not None and scan.candidate.held >= s.confirm_frames:
+            accepted = scan.candidate
+            self.forget(target_id)
+            return accepted
+        return None

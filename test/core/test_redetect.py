@@ -110,8 +110,9 @@ def test_a_candidate_that_does_not_hold_for_confirm_frames_is_not_taken(confirm_
 
 
 def test_the_budget_is_shared_by_all_lost_targets():
-    """Three LOST targets, 4 tiles per re-detection frame, every 2nd frame: no frame cuts more than
-    4 tiles, frames between cut none, and each target gets its turn."""
+    """Three LOST targets, 4 crops per frame, tiles every 2nd frame: no frame cuts more than 4, frames
+    between cut none (nothing is found, so there is no candidate to follow), and each target gets its
+    turn."""
     budget = replace(REDETECT, crops_per_frame=4, every_frames=2)
     engine = SquareFinder()
     policy = TrackingPolicy(engine, SETTINGS, LOST, redetect=budget)
@@ -136,11 +137,11 @@ def test_the_budget_is_shared_by_all_lost_targets():
         tracking, *tiles = engine.batches
         assert tracking == len(boxes) and len(tiles) <= 1
         assert sum(tiles) <= budget.crops_per_frame
-    assert policy.redetector.tiles_cut == budget.crops_per_frame * frames // budget.every_frames
-    assert min(seen.values()) >= policy.redetector.tiles_cut // len(boxes) - 1
+    assert policy.redetector.crops_cut == budget.crops_per_frame * frames // budget.every_frames
+    assert min(seen.values()) >= policy.redetector.crops_cut // len(boxes) - 1
 
 
-def test_a_target_on_probation_takes_no_tiles_and_the_others_get_the_budget():
+def test_a_candidate_takes_one_crop_and_no_tiles_and_the_others_get_the_rest():
     policy = TrackingPolicy(SquareFinder(), SETTINGS, LOST, redetect=REDETECT)
     policy.add_target(scene(HERE, HERE + RIGHT), HERE, target_id="back")
     policy.add_target(scene(HERE, HERE + RIGHT), HERE + RIGHT, target_id="gone")
@@ -150,10 +151,12 @@ def test_a_target_on_probation_takes_no_tiles_and_the_others_get_the_budget():
             break
         policy.update(scene(ELSEWHERE))
     assert policy.redetector.candidate("back") is not None and policy.redetector.candidate("gone") is None
-    before = policy.redetector.tiles_cut
+    before = policy.redetector.crops_cut
     requests = policy.redetector.plan(FRAME_SHAPE, [("back", HERE), ("gone", HERE)], SETTINGS.search_factor)
-    assert {r.target_id for r in requests} == {"gone"} and len(requests) == REDETECT.crops_per_frame
-    assert policy.redetector.tiles_cut == before + REDETECT.crops_per_frame
+    assert [(r.target_id, r.follows_candidate) for r in requests] == \
+        [("back", True)] + [("gone", False)] * (REDETECT.crops_per_frame - 1)
+    np.testing.assert_array_equal(requests[0].box, policy.redetector.candidate("back").box)
+    assert policy.redetector.crops_cut == before + REDETECT.crops_per_frame
 
 
 def test_tiles_cover_the_frame_nearest_first():
