@@ -1,6 +1,7 @@
 """python -m stark_ros.evaluate: run trackers over a dataset, score them, write a report.
 
     python -m stark_ros.evaluate                                  # default model + baseline on shared/data/sot
+    python -m stark_ros.evaluate --root ../shared/data/lt         # long-term: the target leaves and returns
     python -m stark_ros.evaluate --tracker runtime:models/st50 --tracker baseline --dataset otb --root ~/OTB100
     python -m stark_ros.evaluate --tracker reference:STARKST_ep0050.pth.tar --update-interval 200
 
@@ -12,6 +13,10 @@ torch). Default: runtime, baseline and static.
 
 ``--dataset cuts --root shared/data/train --sequences ...`` tracks on the trainer's target-centred
 cuts pasted back into whole frames (the validation split; :mod:`stark_ros.datasets.cuts`).
+
+Beside the short-term metrics the report gives the long-term ones
+(:mod:`stark_ros.evaluation.longterm`: VOT-LT precision / recall / F with present = not LOST, F-max,
+absent -> LOST, false LOST, frames to LOST / found again per absence episode).
 """
 
 from __future__ import annotations

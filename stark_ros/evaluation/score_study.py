@@ -239,6 +239,10 @@ class Grid:
     def __len__(self) -> int:
         return len(self.lost_threshold)
 
+    def subset(self, rows: np.ndarray) -> Grid:
+        return Grid(self.lost_threshold[rows], self.lost_frames[rows], self.reacquire_threshold[rows],
+                    self.reacquire_frames[rows])
+
     def settings(self, k: int) -> LostSettings:
         return LostSettings(lost_threshold=float(self.lost_threshold[k]), lost_frames=int(self.lost_frames[k]),
                             reacquire_threshold=float(self.reacquire_threshold[k]),
@@ -362,11 +366,34 @@ def frame_separation(records: list[Records], scores: list[np.ndarray]) -> dict:
     return out
 
 
-def relative_scores(scores: np.ndarray, reference_frames: int) -> np.ndarray:
+def relative_scores(scores: np.ndarray, reference_frames: int, lost_threshold: float) -> np.ndarray:
     """What the lost logic judges with ``reference_frames`` (:meth:`LostMonitor.judged`: the score
-    relative to the target's first ones); NaN frames stay NaN."""
-    monitor = LostMonitor(LostSettings(reference_frames=reference_frames), np.zeros(4))
+    relative to the target's first ones judged present, which depends on the lost threshold); NaN
+    frames stay NaN."""
+    settings = LostSettings(lost_threshold=lost_threshold, reacquire_threshold=1.0,
+                            reference_frames=reference_frames)
+    monitor = LostMonitor(settings, np.zeros(4))
     return np.array([s if np.isnan(s) else monitor.judged(float(s)) for s in scores])
+
+
+def judged_scores(raw: list[np.ndarray], reference_frames: int, lost_threshold: float) -> list[np.ndarray]:
+    return [relative_scores(x, reference_frames, lost_threshold) for x in raw] if reference_frames else raw
+
+
+def measure_judged(records: list[Records], raw: list[np.ndarray], grid: Grid, reference_frames: int) -> Measured:
+    """:func:`measure` of every setting on the scores the lost logic judges; with a reference they
+    depend on the setting's lost threshold, so each threshold's part of the grid is measured apart."""
+    if not reference_frames:
+        return measure(records, raw, grid)
+    out = Measured(*(np.zeros(len(grid)) for _ in range(3)), {}, np.zeros(len(grid)), np.zeros(len(grid)))
+    for threshold in np.unique(grid.lost_threshold):
+        rows = np.flatnonzero(grid.lost_threshold == threshold)
+        part = measure(records, judged_scores(raw, reference_frames, float(threshold)), grid.subset(rows))
+        for name in ("false_lost_mean", "false_lost_worst", "absent_lost", "frames_to_lost", "frames_to_found"):
+            getattr(out, name)[rows] = getattr(part, name)
+        for kind, shares in part.absent_lost_by_kind.items():
+            out.absent_lost_by_kind.setdefault(kind, np.zeros(len(grid)))[rows] = shares
+    return out
 
 
 def study(records: list[Records], sources=(*CONFIDENCES, LOGISTIC)) -> dict:
@@ -377,13 +404,13 @@ def study(records: list[Records], sources=(*CONFIDENCES, LOGISTIC)) -> dict:
     for source in sources:
         raw, weights = confidence_scores(records, source)
         for frames in REFERENCE_FRAMES:
-            scores = [relative_scores(x, frames) for x in raw] if frames else raw
-            m = measure(records, scores, grid)
+            m = measure_judged(records, raw, grid, frames)
             k, meets = choose(m)
             chosen = replace(grid.settings(k), reference_frames=frames)
             results[candidate_name(source, frames)] = {
                 "score_source": source, "reference_frames": frames,
-                "roc_auc": frame_separation(records, scores),
+                # Of the scores judged under the chosen setting.
+                "roc_auc": frame_separation(records, judged_scores(raw, frames, chosen.lost_threshold)),
                 "chosen": chosen.to_dict(), "meets_false_lost_aim": meets,
                 "false_lost_mean": float(m.false_lost_mean[k]),
                 "false_lost_worst_video": float(m.false_lost_worst[k]),
@@ -419,7 +446,7 @@ def plot(records: list[Records], results: dict, names, out: Path) -> Path:
     for ax, name in zip(axes[0], names, strict=True):
         r = results[name]
         raw, _ = confidence_scores(records, r["score_source"])
-        scores = [relative_scores(x, r["reference_frames"]) for x in raw] if r["reference_frames"] else raw
+        scores = judged_scores(raw, r["reference_frames"], r["chosen"]["lost_threshold"])
         found = np.concatenate([x[1:][rec.found[1:]] for rec, x in zip(records, scores, strict=True)])
         absent = np.concatenate([x[1:][~rec.visible[1:]] for rec, x in zip(records, scores, strict=True)])
         ax.hist(found, bins=bins, alpha=0.6, density=True, label=f"tracked at IoU >= 0.5 ({len(found)} frames)")

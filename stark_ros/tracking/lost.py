@@ -9,13 +9,15 @@ more frames than it fell below it since the streak began; while such a streak bu
 search and the reported box stay where the target was last seen. Hysteresis in score (two
 thresholds) and in frames (both directions) keeps a flickering score from flapping LOST / REACQUIRED.
 
-With ``reference_frames`` > 0 the thresholds judge the score *relative to the target's own*: the
-median of its first ``reference_frames`` scores after initialisation (when the target was just
-given, so present), capped at 1. Scores of a well-tracked target differ widely between targets
-(a colour score of 0.3 is normal for one and a sign of absence for another), so one absolute
-threshold either reports some targets LOST while they are tracked or misses absences of others.
-During those first frames the target counts as confidently seen. Only the judgement changes: the
-reported score stays the model's.
+With ``reference_frames`` > 0 the thresholds judge the score *relative to the target's own*: its
+share of the median of the target's first ``reference_frames`` scores judged present (at or above
+``lost_threshold`` against the reference so far; the first frame after initialisation, when the
+target was just given, always is), capped at 1. Scores of a well-tracked target differ widely
+between targets (a colour score of 0.3 is normal for one and a sign of absence for another), so one
+absolute threshold either reports some targets LOST while they are tracked or misses absences of
+others. Only scores judged present teach the reference, so a target that vanishes right after its
+initialisation does not make its absence the norm. Only the judgement changes: the reported score
+stays the model's.
 
 The thresholds belong to a model's score: the exporter writes those its score study chose into the
 model's metadata (:data:`stark_ros.tracking.model_metadata.KEY_LOST_SETTINGS`), and the runtime takes
@@ -60,7 +62,7 @@ class LostSettings:
     # camera or target, which has left a held search region by the time it is seen again. Chosen
     # per model on the validation split (its score study), as the thresholds are.
     follow_while_lost: bool = False
-    # Judge scores relative to the median of the first this-many after initialisation (0: absolute).
+    # Judge scores relative to the median of the first this-many judged present (0: absolute).
     reference_frames: int = 0
 
     def __post_init__(self):
@@ -111,9 +113,8 @@ class LostMonitor:
         self.last_confident_box = np.asarray(box, dtype=np.float64).copy()
         # While LOST: confident frames beyond doubtful ones since a reacquisition began.
         self.reacquire_streak = 0
-        # The first scores after initialisation and their median (with reference_frames > 0).
+        # The first scores judged present (with reference_frames > 0): the target's own level.
         self.first_scores: list[float] = []
-        self.reference_score: float | None = None
 
     def search_centre(self, current_box) -> np.ndarray:
         """The box the next search crop is centred on: the current box while tracking, the last
@@ -135,27 +136,31 @@ class LostMonitor:
     def _box_while_lost(self, predicted_box: np.ndarray) -> np.ndarray:
         return (predicted_box if self.settings.follow_while_lost else self.last_confident_box).copy()
 
+    @property
+    def reference_score(self) -> float | None:
+        """The target's own score level (with ``reference_frames``); None before its first frame."""
+        if not self.first_scores:
+            return None
+        return max(float(np.median(self.first_scores)), MIN_REFERENCE_SCORE)
+
     def judged(self, score: float) -> float:
         """The score the thresholds judge: the score itself, or (with ``reference_frames``) its
-        share of the target's reference score, capped at 1; 1 while the reference is gathered."""
+        share of the target's reference score, capped at 1 (1 on the first frame)."""
         frames = int(self.settings.reference_frames)
         if frames == 0:
             return score
-        if self.reference_score is None:
+        judged = self.relative(score)
+        if len(self.first_scores) < frames and judged >= self.settings.lost_threshold:
             self.first_scores.append(score)
-            if len(self.first_scores) >= frames:
-                self.reference_score = max(float(np.median(self.first_scores)), MIN_REFERENCE_SCORE)
-            return 1.0
-        return self.relative(score)
+        return judged
 
     def relative(self, score: float) -> float:
-        """``score`` as the thresholds judge it, without counting it as one of the target's first
-        scores (for boxes that are not the target's track: re-detection's candidates)."""
+        """``score`` as the thresholds judge it, without teaching the reference (for boxes that
+        are not the target's own track: re-detection's)."""
         if int(self.settings.reference_frames) == 0:
             return score
-        if self.reference_score is None:
-            return 1.0
-        return min(1.0, score / self.reference_score)
+        reference = self.reference_score
+        return 1.0 if reference is None else min(1.0, score / reference)
 
     def reported_box(self, search_box) -> np.ndarray:
         """The box a caller is told: the tracked box, and while LOST the last confident box, where
@@ -174,7 +179,6 @@ class LostMonitor:
         return TrackEventType.REACQUIRED
 
     def stay_lost(self) -> None:
-        """A LOST frame that the lost rule did not judge (re-detection's candidate was searched)."""
         self.frames_since_confident += 1
         self.lost_for += 1
 

@@ -104,19 +104,28 @@ def test_relative_scores_judge_each_target_against_its_own_first_scores():
     # A target whose scores are low by nature (median of its first three: 0.2) is not LOST at 0.15
     # (75% of its own), though an absolute threshold of 0.3 would report it LOST...
     low = LostMonitor(relative, BOX)
-    out = feed(low, [0.1, 0.2, 0.3] + [0.15] * 5)
+    out = feed(low, [0.2, 0.1, 0.3] + [0.15] * 5)
     assert all(e is None for _, e in out) and low.reference_score == pytest.approx(0.2)
     assert low.judged(0.15) == pytest.approx(0.75) and low.judged(0.9) == 1.0
     absolute = LostMonitor(SETTINGS, BOX)
-    assert TrackEventType.LOST in [e for _, e in feed(absolute, [0.1, 0.2, 0.3] + [0.15] * 5)]
+    assert TrackEventType.LOST in [e for _, e in feed(absolute, [0.2, 0.1, 0.3] + [0.15] * 5)]
     # ...and is LOST at 0.04 (20% of its own), REACQUIRED back at its usual 0.2.
     out = feed(low, [0.04] * 3 + [0.2])
     assert [e for _, e in out] == [None, None, TrackEventType.LOST, TrackEventType.REACQUIRED]
-    # While the reference is gathered the target counts as seen, whatever it scores.
-    early = LostMonitor(replace(relative, reference_frames=5), BOX)
-    assert all(e is None for _, e in feed(early, [0.0] * 5)) and early.state is TargetState.TRACKING
-    # A reference near 0 is floored: the judged score stays finite.
-    assert math.isfinite(early.judged(0.5)) and early.judged(0.005) == pytest.approx(0.5)
+    assert low.reference_score == pytest.approx(0.2)     # gathered: later scores change it no more
+
+
+def test_a_target_gone_right_after_initialisation_does_not_teach_the_reference():
+    # Two frames with the target (0.75), then it is gone (0.015): the absent frames are judged against
+    # 0.75 (2%), so they are LOST from the third frame on and never enter the reference.
+    m = LostMonitor(replace(SETTINGS, reference_frames=10, lost_frames=1), BOX)
+    out = feed(m, [0.75, 0.75] + [0.015] * 10)
+    assert [e for _, e in out][2] is TrackEventType.LOST and m.state is TargetState.LOST
+    assert m.first_scores == [0.75, 0.75]
+    # The first frame has no reference yet: it counts as present; a reference near 0 is floored.
+    early = LostMonitor(replace(SETTINGS, reference_frames=5), BOX)
+    assert early.judged(0.0) == 1.0 and early.reference_score == pytest.approx(0.01)
+    assert early.judged(0.005) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -29,6 +29,7 @@ from stark_ros.evaluation.score_study import (
     fit_logistic,
     hysteresis_grid,
     measure,
+    measure_judged,
     relative_scores,
     replay_states,
 )
@@ -118,21 +119,37 @@ def test_replay_states_is_the_lost_monitors_rule():
 
 @pytest.mark.parametrize("reference_frames", [5, 10])
 def test_replaying_relative_scores_is_the_monitor_with_a_reference(reference_frames):
-    """The study replays relative settings on the scores the monitor judges (relative_scores): the
-    same states as a LostMonitor with ``reference_frames`` fed the model's own scores."""
+    """The study replays relative settings on the scores the monitor judges (relative_scores, per
+    lost threshold): the same states as a LostMonitor with ``reference_frames`` fed the model's scores."""
     rng = np.random.default_rng(2)
     scores = np.clip(0.3 + np.cumsum(rng.normal(0, 0.05, 200)), 0, 1)
     scores[0] = np.nan
+    scores[3:8] = 0.01           # gone early: the reference must not learn it
     grid = hysteresis_grid()
     pick = rng.choice(len(grid), 40, replace=False)
-    sub = Grid(grid.lost_threshold[pick], grid.lost_frames[pick], grid.reacquire_threshold[pick],
-               grid.reacquire_frames[pick])
-    replayed = replay_states(relative_scores(scores, reference_frames), sub)
+    sub = grid.subset(pick)
     for k in range(len(sub)):
-        monitor = LostMonitor(replace(sub.settings(k), reference_frames=reference_frames), [0, 0, 1, 1])
+        settings = replace(sub.settings(k), reference_frames=reference_frames)
+        replayed = replay_states(relative_scores(scores, reference_frames, settings.lost_threshold), sub.subset([k]))
+        monitor = LostMonitor(settings, [0, 0, 1, 1])
         states = [True] + [monitor.observe(float(s), [0, 0, 1, 1]) and monitor.state is TargetState.TRACKING
                            for s in scores[1:]]
-        assert np.array_equal(states, replayed[k])
+        assert np.array_equal(states, replayed[0]), settings
+
+
+def test_measuring_judged_scores_per_threshold_equals_measuring_each_setting():
+    rng = np.random.default_rng(4)
+    n = 80
+    visible = np.ones(n, bool)
+    visible[30:50] = False
+    scores = np.where(visible, rng.uniform(0.3, 0.9, n), rng.uniform(0.0, 0.2, n))
+    rec = Records("v", "v", "erased", np.where(visible, 0.8, 0.0), visible, scores, scores)
+    grid = hysteresis_grid().subset(np.arange(0, 3780, 97))
+    together = measure_judged([rec], [scores], grid, 5)
+    for k in range(len(grid)):
+        alone = measure([rec], [relative_scores(scores, 5, float(grid.lost_threshold[k]))], grid.subset([k]))
+        assert together.absent_lost[k] == alone.absent_lost[0]
+        assert together.false_lost_mean[k] == alone.false_lost_mean[0]
 
 
 def test_logistic_fit_separates_and_is_left_out_per_video():
