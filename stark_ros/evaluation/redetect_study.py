@@ -46,9 +46,9 @@ FRAMES_AFTER = 60
 # (the floor) of the 53 the model runs at on 2 CPU threads.
 MIN_SPEED_SHARE = 30 / 53
 # The grid: (crops_per_frame, every_frames) x confirm_frames x candidate_threshold.
-BUDGETS = ((4, 1), (4, 2))
-CONFIRM_FRAMES = (2, 3)
-CANDIDATE_THRESHOLDS = (0.26, 0.5)
+BUDGETS = ((4, 2),)
+CONFIRM_FRAMES = (3, 5)
+CANDIDATE_THRESHOLDS = (0.5, 0.8, 0.9)
 
 
 @dataclass

@@ -289,7 +289,8 @@ class TrackingPolicy:
                 continue     # a failed crop finds nothing (the target's own crop counts failures)
             box, score = self._box_and_score(frame, target, boxes[i, QUERY], logit,
                                              _Search(request.box, crops[i][2].resize_factor))
-            found.setdefault(request.target_id, []).append(Sighting(box, score, request.follows_candidate))
+            head = sigmoid(logit) if self.uses_appearance_score and logit is not None else math.nan
+            found.setdefault(request.target_id, []).append(Sighting(box, score, request.follows_candidate, head))
         out = list(results)
         for k, (target, result) in enumerate(zip(targets, results, strict=True)):
             if result.state is not TargetState.LOST:

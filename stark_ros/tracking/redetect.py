@@ -48,6 +48,10 @@ class RedetectSettings:
     # Confidence (judged like the lost thresholds: relative to the target's own first scores where
     # the lost logic is) a re-detected box needs to count.
     candidate_threshold: float = 0.5
+    # For a model whose confidence is not its score head's (score_source: appearance): the score
+    # head's sigmoid a re-detected box needs as well (0: not asked). Look-alikes in colour are not
+    # always look-alikes to the network, and the other way round.
+    candidate_head_threshold: float = 0.0
     # Distance between neighbouring tile centres, as a share of a tile's side: below 1 the tiles
     # overlap, so that a target anywhere lies well inside some tile. 0.7: a target is at most 0.35
     # tile sides (1.75 target sizes at search factor 5) from some tile's centre, as far as the
@@ -61,8 +65,10 @@ class RedetectSettings:
         for name in ("every_frames", "confirm_frames"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.candidate_threshold <= 1.0 or math.isnan(self.candidate_threshold):
-            raise ValueError(f"candidate_threshold must lie in [0, 1], got {self.candidate_threshold}")
+        for name in ("candidate_threshold", "candidate_head_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0 or math.isnan(value):
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
         if not 0.0 < self.tile_stride <= 1.0:
             raise ValueError(f"tile_stride must lie in (0, 1], got {self.tile_stride}")
 
@@ -132,6 +138,7 @@ class Sighting:
     box: np.ndarray
     score: float
     follows_candidate: bool     # the crop was cut around the target's candidate (else: a tile)
+    head: float = math.nan      # the score head's sigmoid where it is not the score (else NaN)
 
 
 @dataclass
@@ -204,14 +211,16 @@ class Redetector:
     def judge(self, target_id: str, sightings: list[Sighting], own_score: float, judged) -> Candidate | None:
         """A LOST target's frame: ``sightings`` of its re-detection crops, ``own_score`` the
         confidence of its own search crop, ``judged`` the lost logic's judgement of a score. A
-        sighting counts when its judged confidence is above ``candidate_threshold`` and it beats
-        the target's own search (where that finds the target, the lost logic reacquires it there).
-        The candidate's crop extends or ends its run; else the best tile starts one. Returns the
-        candidate once it has held ``confirm_frames`` frames (the scan is then forgotten)."""
+        sighting counts when its judged confidence is above ``candidate_threshold`` (its score
+        head's above ``candidate_head_threshold`` where it has one) and it beats the target's own
+        search (where that finds the target, the lost logic reacquires it there). The candidate's
+        crop extends or ends its run; else the best tile starts one. Returns the candidate once it
+        has held ``confirm_frames`` frames (the scan is then forgotten)."""
         s = self.settings
 
         def counts(sighting: Sighting) -> bool:
-            return judged(sighting.score) > s.candidate_threshold and sighting.score > own_score
+            return (judged(sighting.score) > s.candidate_threshold and sighting.score > own_score
+                    and not sighting.head < s.candidate_head_threshold)
 
         scan = self._scans.setdefault(target_id, _Scan())
         if scan.candidate is not None:
