@@ -24,10 +24,11 @@ import numpy as np
 
 from stark_ros.client.harness import TrackerClient, paced
 from stark_ros.client.process import NodeProcessError, TrackerNodeProcess, use_private_domain
+from stark_ros.core.boxes import msg_to_box, pixel_corners
 from stark_ros.core.stamps import stamp_ns
 from stark_ros.datasets import MissingSharedDataError, load_simple_sequence, shared_dir
 from stark_ros.evaluation.metrics import sequence_metrics
-from stark_ros.interface import DEFAULT_ENCODING, msg_to_box
+from stark_ros.interface import DEFAULT_ENCODING
 from stark_ros.msg import TrackEvent
 from stark_ros.runtime import ModelLoadError, default_model_dir
 
@@ -38,7 +39,6 @@ DEFAULT_SEQUENCE = "vot2014_car"
 CARD_FIGURES = "evaluation.json"
 DEFAULT_RATE_HZ = 15.0
 PICTURE_FRAMES = 4
-DRAIN_TIMEOUT_S = 10.0
 TRACK_COLOUR = (0, 220, 0)
 TRUTH_COLOUR = (255, 210, 0)
 EVENT_NAMES = {TrackEvent.INITIALIZED: "INITIALIZED", TrackEvent.LOST: "LOST", TrackEvent.REACQUIRED: "REACQUIRED",
@@ -92,8 +92,7 @@ def _picture(seq, boxes: dict, out: Path) -> Path:
         for box, colour in ((seq.boxes[i], TRUTH_COLOUR), (boxes.get(i), TRACK_COLOUR)):
             if box is None or not np.all(np.isfinite(box)):
                 continue
-            x, y, w, h = (round(v) for v in box)
-            cv2.rectangle(img, (x, y), (x + w, y + h), colour[::-1], 2)
+            cv2.rectangle(img, *pixel_corners(box), colour[::-1], 2)
         cv2.putText(img, f"frame {i + 1}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
         tiles.append(img)
     height = min(t.shape[0] for t in tiles)
@@ -152,7 +151,7 @@ def _play(seq, model: Path, rate: float, log_path: Path) -> tuple[dict, list, li
             if i == 0:
                 client.request(seq.boxes[0], header=msg.header, target_id="target", label=seq.name)
                 print(f"  asked to track the annotated box of frame 1: {np.round(seq.boxes[0], 1).tolist()}")
-        client.wait_tracks(last, DRAIN_TIMEOUT_S, raise_on_timeout=False)
+        client.wait_last_tracks(last)
         tracked = {s: m for s, m in client.tracks_by_stamp().items() if s in index and m.objects}
         boxes = {index[s]: msg_to_box(m.objects[0].bbox) for s, m in tracked.items()}
         return boxes, client.latencies_ms(tracked), list(client.events)

@@ -13,7 +13,7 @@ import numpy as np
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from stark_ros.core.boxes import cxcywh_to_xywh, xywh_to_cxcywh
+from stark_ros.core.boxes import box_to_msg_values
 from stark_ros.core.images import ImageConverter
 from stark_ros.core.stamps import set_stamp
 from stark_ros.msg import BoundingBox2D
@@ -61,17 +61,11 @@ def image_topic(compressed: bool) -> str:
 
 
 def box_to_msg(box) -> BoundingBox2D:
-    """(x, y, w, h) top-left + size -> the message's centre + size."""
-    cx, cy, w, h = (float(v) for v in xywh_to_cxcywh(np.asarray(box, dtype=np.float64).reshape(4)))
+    """(x, y, w, h) top-left + size -> the message's centre + size (the reverse, ROS-free, is
+    :func:`stark_ros.core.boxes.msg_to_box`)."""
     msg = BoundingBox2D()
-    msg.center.position.x, msg.center.position.y = cx, cy
-    msg.size_x, msg.size_y = w, h
+    msg.center.position.x, msg.center.position.y, msg.size_x, msg.size_y = box_to_msg_values(box)
     return msg
-
-
-def msg_to_box(msg) -> np.ndarray:
-    """A ``BoundingBox2D`` (or anything laid out like it) -> (x, y, w, h)."""
-    return cxcywh_to_xywh((msg.center.position.x, msg.center.position.y, msg.size_x, msg.size_y))
 
 
 def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = DEFAULT_FRAME_ID,

@@ -17,7 +17,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from stark_ros.core import locate
-from stark_ros.core.boxes import cxcywh_to_xywh, xywh_to_cxcywh
+from stark_ros.core.boxes import box_to_msg_values, msg_to_box
 from stark_ros.core.images import ENCODINGS, ImageConverter
 from stark_ros.core.stamps import NS_PER_S, split_ns, stamp_ns
 from stark_ros.datasets import load_simple_sequence
@@ -69,13 +69,9 @@ def _header(store, ns: int, frame_id: str):
 
 def box_msg(store, box):
     t = store.types
-    cx, cy, w, h = (float(v) for v in xywh_to_cxcywh(box))
+    cx, cy, w, h = box_to_msg_values(box)
     centre = t["stark_ros/msg/Pose2D"](position=t["stark_ros/msg/Point2D"](x=cx, y=cy), theta=0.0)
     return t["stark_ros/msg/BoundingBox2D"](center=centre, size_x=w, size_y=h)
-
-
-def box_from_msg(bbox) -> np.ndarray:
-    return cxcywh_to_xywh((bbox.center.position.x, bbox.center.position.y, bbox.size_x, bbox.size_y))
 
 
 def write_sequence_bag(seq_dir, out, rate_hz: float = 10.0, compressed: bool = False, storage: str = "mcap",
@@ -179,7 +175,7 @@ def read_bag(path, image_topic: str | None = None, target_topic: str | None = No
             elif conn is tgt:
                 out.targets.append((ts, msg))
             else:
-                box = box_from_msg(msg.objects[0].bbox) if msg.objects else np.full(4, np.nan)
+                box = msg_to_box(msg.objects[0].bbox) if msg.objects else np.full(4, np.nan)
                 out.ground_truth[stamp_ns(msg.header.stamp)] = box
     except BagError:
         raise

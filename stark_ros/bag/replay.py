@@ -25,16 +25,15 @@ from stark_ros.bag.io import (
     STORAGE,
     BagContents,
     BagError,
-    box_from_msg,
     read_bag,
     typestore,
 )
 from stark_ros.client.process import NodeProcessError, TrackerNodeProcess
+from stark_ros.core.boxes import msg_to_box
 from stark_ros.core.stamps import NS_PER_S, stamp_ns
 from stark_ros.evaluation.metrics import sequence_curves, sequence_metrics
 from stark_ros.evaluation.report import write_report
 
-DRAIN_TIMEOUT_S = 10.0
 REPORT_NAME = "tracker node (bag replay)"
 LATENCY_PERCENTILES = (50, 90, 99)
 CLOCK_QUEUE_DEPTH = 10
@@ -119,7 +118,7 @@ def _play(contents: BagContents, rate: float, tracker: TrackerNodeProcess):
                     client.publish_image(_to_ros(msg, image_type))
                 else:
                     client.target_pub.publish(_to_ros(msg, TargetRequest))
-            client.wait_tracks(stamp_ns(contents.frames[-1][1].header.stamp), DRAIN_TIMEOUT_S, raise_on_timeout=False)
+            client.wait_last_tracks(stamp_ns(contents.frames[-1][1].header.stamp))
     except NodeProcessError as exc:
         raise BagError(str(exc)) from exc
     return client
@@ -141,7 +140,7 @@ def _write_bag(out_bag: Path, tracks: list, events: list, storage: str) -> None:
 
 def _score(contents: BagContents, client, bag: Path, out_dir: Path) -> ReplayResult:
     """Tracks against the bag's ground truth (and a report beside them), latency, dropped frames."""
-    tracks = {s: box_from_msg(m.objects[0].bbox) for s, m in client.tracks_by_stamp().items() if m.objects}
+    tracks = {s: msg_to_box(m.objects[0].bbox) for s, m in client.tracks_by_stamp().items() if m.objects}
     lat = client.latencies_ms(tracks)
     metrics = None
     if contents.ground_truth and tracks:

@@ -46,7 +46,6 @@ DEFAULT_FRAMES = 120
 DEFAULT_LOAD = 0.5
 GOAL_OVERHEAD_SHARE = 0.10
 GOAL_TRACKED_SHARE = 0.95
-DRAIN_TIMEOUT_S = 10.0
 DIAGNOSTICS_WAIT_S = 3.0
 PUBLISHER_TIMEOUT_S = 120.0
 # The node's per-frame figures read from its /diagnostics (reported as node_<name>).
@@ -153,7 +152,7 @@ def node_run(model: Path, sequence: str, n: int, size, rate_hz: float, threads: 
             published = results.get(timeout=PUBLISHER_TIMEOUT_S + (count or n) / rate_hz)
             camera.join()
             if published:
-                consumer.wait_tracks(max(published, key=published.get), DRAIN_TIMEOUT_S, raise_on_timeout=False)
+                consumer.wait_last_tracks(max(published, key=published.get))
             time.sleep(DIAGNOSTICS_WAIT_S)  # one more /diagnostics period with every frame in it
         finally:
             stop_sampling.set()

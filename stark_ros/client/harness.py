@@ -30,6 +30,9 @@ from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
 
 POLL_S = 0.02
 DEFAULT_WAIT_S = 30.0
+# After a camera's pace of frames, how long the tools wait for the tracks of the last one before
+# they go on with what came: the node may have dropped that frame, and then none come.
+LAST_TRACKS_TIMEOUT_S = 10.0
 # Until the node has answered once, a best-effort frame may still fall into the gap between the
 # publisher seeing the subscription and the subscription matching the publisher (longer on a
 # loaded machine): the frame is sent again after this long without an answer.
@@ -230,6 +233,11 @@ class TrackerClient:
     def wait_tracks(self, stamp: int, timeout: float = DEFAULT_WAIT_S, raise_on_timeout: bool = True):
         return wait_for(lambda: self.tracks_for(stamp), timeout, f"tracks for the frame stamped {stamp} ns",
                         raise_on_timeout=raise_on_timeout)
+
+    def wait_last_tracks(self, stamp: int):
+        """The tracks of the last frame published at a camera's pace (stamped ``stamp``), or None after
+        :data:`LAST_TRACKS_TIMEOUT_S`."""
+        return self.wait_tracks(stamp, LAST_TRACKS_TIMEOUT_S, raise_on_timeout=False)
 
     def publish_and_wait(self, msg, timeout: float = DEFAULT_WAIT_S, resend: bool = False):
         """Publish one frame and wait for the tracks computed on it (lock step: nothing dropped).

@@ -22,7 +22,7 @@ from enum import Enum
 import cv2
 import numpy as np
 
-from stark_ros.core.boxes import xywh_to_xyxy
+from stark_ros.core.boxes import centres, cxcywh_to_xywh
 
 # Padding value of the crop outside the frame (black, as the official tracker pads).
 CROP_PAD_VALUE = 0
@@ -44,20 +44,6 @@ class InvalidBoxError(ValueError):
         self.problem = problem
         self.box = box
         super().__init__(f"{problem.value}: {box!r}")
-
-
-def iou_xywh(a, b) -> np.ndarray:
-    """Intersection over union of (x, y, w, h) boxes, broadcasting over leading axes."""
-    a = xywh_to_xyxy(a)
-    b = xywh_to_xyxy(b)
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area_a + area_b - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,11 +150,9 @@ def map_box_back(pred_cxcywh, prev_box, resize_factor: float, search_size: int) 
     """Map a network box (cx, cy, w, h normalised to the search crop) into frame (x, y, w, h),
     given the box the search crop was centred on."""
     cx, cy, w, h = (float(v) * search_size / resize_factor for v in np.asarray(pred_cxcywh).reshape(4))
-    px, py, pw, ph = (float(v) for v in prev_box)
-    half_side = 0.5 * search_size / resize_factor
-    cx_frame = cx + (px + 0.5 * pw - half_side)
-    cy_frame = cy + (py + 0.5 * ph - half_side)
-    return np.array([cx_frame - 0.5 * w, cy_frame - 0.5 * h, w, h], dtype=np.float64)
+    # The crop's top-left corner in the frame: the crop is centred on the previous box.
+    origin = centres(prev_box) - 0.5 * search_size / resize_factor
+    return cxcywh_to_xywh((cx + origin[0], cy + origin[1], w, h))
 
 
 def normalize_patch(patch: np.ndarray, mean, std) -> np.ndarray:
@@ -187,5 +171,4 @@ def damp_size(predicted, previous, rate: float) -> np.ndarray:
         return np.array([x, y, w, h], dtype=np.float64)
     pw, ph = float(previous[2]), float(previous[3])
     nw, nh = pw + rate * (w - pw), ph + rate * (h - ph)
-    cx, cy = x + w / 2, y + h / 2
-    return np.array([cx - nw / 2, cy - nh / 2, nw, nh], dtype=np.float64)
+    return cxcywh_to_xywh(np.concatenate([centres(predicted), (nw, nh)]))

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from stark_ros.core.geometry import iou_xywh
+from stark_ros.core.boxes import iou_xywh
 
 # A frame is tracked right when its box overlaps the ground truth this much (VOT-LT and the
 # issue's REACQUIRED criterion use the same level).

@@ -17,6 +17,7 @@ import math
 import cv2
 import numpy as np
 
+from stark_ros.core.boxes import centres, cxcywh_to_xywh, scale_about_centre
 from stark_ros.core.geometry import crop_around, normalize_patch
 from stark_ros.tracking.settings import IMAGENET_MEAN, IMAGENET_STD
 
@@ -92,9 +93,7 @@ class FeatureMatcher:
 
     def track(self, frame):
         torch = self._torch
-        x, y, w, h = self.box
-        crops = [crop_around(frame, (x + w / 2 - w * s / 2, y + h / 2 - h * s / 2, w * s, h * s),
-                             SEARCH_FACTOR, SEARCH_SIZE) for s in SCALES]
+        crops = [crop_around(frame, scale_about_centre(self.box, s), SEARCH_FACTOR, SEARCH_SIZE) for s in SCALES]
         feat = self._features([c.patch for c in crops])
         # Cosine similarity of the kernel with every window: correlation over the window's norm.
         corr = torch.nn.functional.conv2d(feat, self.kernel)[:, 0]
@@ -119,9 +118,10 @@ class FeatureMatcher:
         dx = (px - centre_cell) / UPSAMPLE * STRIDE / crops[i].resize_factor
         dy = (py - centre_cell) / UPSAMPLE * STRIDE / crops[i].resize_factor
         scale = 1 + SCALE_LR * (s - 1)
+        w, h = self.box[2:]
         nw, nh = max(MIN_SIDE, w * scale), max(MIN_SIDE, h * scale)
-        cx, cy = x + w / 2 + dx, y + h / 2 + dy
         height, width = frame.shape[:2]
-        cx, cy = min(max(cx, 0.0), float(width)), min(max(cy, 0.0), float(height))
-        self.box = np.array([cx - nw / 2, cy - nh / 2, nw, nh])
+        # The centre moves to the response's peak, kept inside the frame.
+        cx, cy = np.clip(centres(self.box) + np.array([dx, dy]), 0.0, (float(width), float(height)))
+        self.box = cxcywh_to_xywh((cx, cy, nw, nh))
         return self.box.copy(), cos_peak

@@ -14,13 +14,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from stark_ros.core.boxes import centres
-from stark_ros.core.geometry import iou_xywh
+from stark_ros.core.boxes import centres, iou_xywh
 
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_THRESHOLDS_PX = np.arange(0, 51)
 PRECISION_AT_PX = 20
-NORM_PRECISION_THRESHOLDS = np.linspace(0.0, 0.5, 51)
 NORM_PRECISION_AT = 0.2
 SR_THRESHOLDS = (0.5, 0.75)
 

@@ -13,6 +13,7 @@ The matcher checks in this order, so that the answer names the first thing the c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -49,6 +50,17 @@ class Reason(str, Enum):
     FAILED = "failed"
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A service call's answer: decided by the worker, delivered by the node after the step's events."""
+
+    reply: Callable
+    values: tuple
+
+    def deliver(self) -> None:
+        self.reply(*self.values)
+
+
 @dataclass
 class Request:
     stamp_ns: int
@@ -65,13 +77,13 @@ class Request:
     def wants_newest(self) -> bool:
         return self.stamp_ns == 0
 
-    def answer(self, success: bool, target_id: str, reason: str) -> None:
-        """Answer once: a second answer would be a bug, and is ignored."""
+    def answer(self, success: bool, target_id: str, reason: str) -> Answer | None:
+        """Answer once (a second answer would be a bug, and is ignored): the answer to deliver to a
+        service caller, None for a topic request or a second answer."""
         if self.answered:
-            return
+            return None
         self.answered = True
-        if self.reply is not None:
-            self.reply(success, target_id, reason)
+        return Answer(self.reply, (success, target_id, reason)) if self.reply is not None else None
 
 
 class Verdict(Enum):

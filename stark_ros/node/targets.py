@@ -1,6 +1,7 @@
-"""The node's per-target record, without ROS: one entry per tracked target holding everything the
-node keeps about it (label, the last frame it was tracked on, its last result), so that starting,
-tracking, catching up and dropping a target each touch one place."""
+"""The node's targets, without ROS: one table that owns them. Each entry holds what the node keeps
+about a target (label, the last frame it was tracked on, its last result); the tracking policy's
+own per-target state (templates, lost monitor) is started, tracked and dropped only through this
+table, so that the two never disagree about which targets exist."""
 
 from __future__ import annotations
 
@@ -9,7 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stark_ros.node.frame_buffer import Frame
 from stark_ros.tracking.lost import TargetState
+from stark_ros.tracking.policy import TargetResult, TrackingPolicy
+
+
+@dataclass(frozen=True)
+class Track:
+    """One target's state as the node reports it (a ``TrackedObject``)."""
+
+    target_id: str
+    label: str
+    box: np.ndarray
+    score: float
+    state: TargetState
+    frames_since_confident: int
 
 
 @dataclass
@@ -24,17 +39,21 @@ class TargetRecord:
     frames_since_confident: int = 0
     frames_tracked: int = 0
 
-    def update(self, seq: int, box, score: float, state: TargetState, frames_since_confident: int) -> None:
+    def update(self, seq: int, result: TargetResult) -> None:
         self.last_seq = seq
-        self.box = np.asarray(box, dtype=np.float64).copy()
-        self.score = float(score)
-        self.state = state
-        self.frames_since_confident = int(frames_since_confident)
+        self.box = np.asarray(result.box, dtype=np.float64).copy()
+        self.score = float(result.score)
+        self.state = result.state
+        self.frames_since_confident = int(result.frames_since_confident)
         self.frames_tracked += 1
+
+    def track(self) -> Track:
+        return Track(self.target_id, self.label, self.box.copy(), self.score, self.state, self.frames_since_confident)
 
 
 @dataclass
 class TargetTable:
+    policy: TrackingPolicy
     records: dict[str, TargetRecord] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -49,21 +68,35 @@ class TargetTable:
     def get(self, target_id: str) -> TargetRecord | None:
         return self.records.get(target_id)
 
-    def start(self, target_id: str, label: str, box, seq: int) -> TargetRecord:
-        """A new target (or a restart of an id in use: the old record is replaced)."""
-        record = TargetRecord(target_id, label, np.asarray(box, dtype=np.float64).copy(), last_seq=seq,
-                              started_seq=seq)
-        self.records[target_id] = record
+    def start(self, frame: Frame, box, target_id: str, label: str) -> TargetRecord:
+        """A new target on ``frame`` (or a restart of an id in use: the old one is replaced); an
+        empty id gets the policy's next free one."""
+        tid = self.policy.add_target(frame.rgb, box, target_id or None)
+        record = TargetRecord(tid, label, np.asarray(box, dtype=np.float64).copy(), last_seq=frame.seq,
+                              started_seq=frame.seq)
+        self.records[tid] = record
         return record
 
     def remove(self, target_id: str) -> TargetRecord | None:
+        self.policy.remove_target(target_id)
         return self.records.pop(target_id, None)
 
     def clear(self) -> list[str]:
         ids = list(self.records)
-        self.records.clear()
+        for tid in ids:
+            self.remove(tid)
         return ids
 
     def due(self, seq: int) -> list[str]:
         """Targets not yet tracked on frame ``seq`` (catch-up may already have reached it)."""
         return [tid for tid, r in self.records.items() if r.last_seq < seq]
+
+    def track(self, frame: Frame, target_ids: list[str]) -> list[TargetResult]:
+        """Track ``target_ids`` into ``frame`` (one batched call) and keep each result in its record."""
+        results = self.policy.update(frame.rgb, target_ids) if target_ids else []
+        for result in results:
+            self.records[result.target_id].update(frame.seq, result)
+        return results
+
+    def tracks(self) -> tuple[Track, ...]:
+        return tuple(r.track() for r in self.records.values())

@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from stark_ros.core.boxes import scale_about_centre
+
 # Coarse bins: robust to small lighting changes and to the background inside a box.
 HSV_BINS = (8, 4, 4)
 # OpenCV's 8-bit HSV: hue in [0, 180), saturation and value in [0, 256).
@@ -26,11 +28,9 @@ def box_histogram(frame: np.ndarray, box) -> np.ndarray:
     ``frame``; all zeros when that part of the box holds no pixel of the frame."""
     empty = np.zeros(int(np.prod(HSV_BINS)), dtype=np.float64)
     height, width = frame.shape[:2]
-    x, y, w, h = (float(v) for v in box)
-    if not np.all(np.isfinite([x, y, w, h])):
+    if not np.all(np.isfinite(np.asarray(box, dtype=np.float64))):
         return empty
-    x, y = x + w * (1 - CORE_SHARE) / 2, y + h * (1 - CORE_SHARE) / 2
-    w, h = w * CORE_SHARE, h * CORE_SHARE
+    x, y, w, h = (float(v) for v in scale_about_centre(box, CORE_SHARE))
     x0, y0 = max(0, int(np.floor(x))), max(0, int(np.floor(y)))
     x1, y1 = min(width, int(np.ceil(x + w))), min(height, int(np.ceil(y + h)))
     if x1 <= x0 or y1 <= y0:

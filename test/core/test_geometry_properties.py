@@ -12,14 +12,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from stark_ros.core.boxes import centres, cxcywh_to_xywh, xywh_to_cxcywh, xywh_to_xyxy, xyxy_to_xywh
+from stark_ros.core.boxes import centres, cxcywh_to_xywh, iou_xywh, xywh_to_cxcywh, xywh_to_xyxy, xyxy_to_xywh
 from stark_ros.core.geometry import (
     BoxProblem,
     InvalidBoxError,
     clip_box,
     crop_around,
     crop_side,
-    iou_xywh,
     map_box_back,
     normalize_patch,
     validate_box,

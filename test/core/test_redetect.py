@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from stark_ros.core.geometry import iou_xywh
+from stark_ros.core.boxes import iou_xywh
 from stark_ros.tracking.lost import LostSettings, TargetState, TrackEventType
 from stark_ros.tracking.policy import TrackingPolicy
 from stark_ros.tracking.redetect import NO_REDETECTION, RedetectSettings, tile_boxes, tile_centres

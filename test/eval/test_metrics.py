@@ -37,7 +37,7 @@ def test_success_and_precision_equal_got10k(result_pair):
     errors = center_error(pred, gt)
     got_success = np.greater(ious[:, None], np.linspace(0, 1, 21)[None, :]).mean(axis=0)
     got_precision = np.less_equal(errors[:, None], np.arange(0, 51)[None, :]).mean(axis=0)
-    from stark_ros.core.geometry import iou_xywh
+    from stark_ros.core.boxes import iou_xywh
 
     ours_ious = iou_xywh(pred, gt)
     np.testing.assert_allclose(ours_ious, ious, atol=GOT10K_TOLERANCE)

@@ -205,22 +205,41 @@ def test_a_request_is_answered_once():
     answers = []
     r = request()
     r.reply = lambda *a: answers.append(a)
-    r.answer(False, "t", "first")
-    r.answer(True, "t", "second")
+    r.answer(False, "t", "first").deliver()
+    assert r.answer(True, "t", "second") is None
     assert answers == [(False, "t", "first")]
+    assert request().answer(True, "t", "") is None     # a topic request: nothing to deliver
 
 
 # ---------------------------------------------------------------------------------- records, logs
-def test_target_table_keeps_one_record_per_target():
-    table = TargetTable()
-    table.start("a", "person", GOOD_BOX, seq=3)
-    table.start("b", "", GOOD_BOX, seq=5)
+def test_target_table_keeps_one_record_per_target_and_owns_the_policys():
+    from stark_ros.tracking.policy import TrackingPolicy
+    from stark_ros.tracking.settings import TrackerSettings
+
+    class Engine:
+        def encode_templates(self, images, masks):
+            return [0] * len(images)
+
+        def predict(self, templates_by_slot, images, masks):
+            n = len(images)
+            return np.tile([[[0.5, 0.5, 0.2, 0.2]]], (n, 1, 1)), np.full((n, 1), 3.0)
+
+    policy = TrackingPolicy(Engine(), TrackerSettings(template_size=32, search_size=64))
+    table = TargetTable(policy)
+    f = Frame(T0, "camera", np.zeros((H, W, 3), np.uint8), received_ns=0, seq=3)
+    table.start(f, GOOD_BOX, "a", "person")
+    table.start(Frame(T0, "camera", f.rgb, 0, seq=5), GOOD_BOX, "b", "")
     assert table.due(5) == ["a"] and table.due(6) == ["a", "b"]
-    table.get("a").update(7, (1.0, 2.0, 3.0, 4.0), 0.5, table.get("a").state, 0)
+    (result,) = table.track(Frame(T0, "camera", f.rgb, 0, seq=7), ["a"])
     assert table.due(7) == ["b"] and table.get("a").frames_tracked == 1
-    table.start("a", "car", GOOD_BOX, seq=8)   # restart replaces the record
+    np.testing.assert_array_equal(table.get("a").box, result.box)
+    table.start(Frame(T0, "camera", f.rgb, 0, seq=8), GOOD_BOX, "a", "car")   # restart replaces the record
     assert table.get("a").label == "car" and table.get("a").frames_tracked == 0
-    assert table.remove("a").target_id == "a" and "a" not in table and len(table) == 1
+    assert table.start(f, GOOD_BOX, "", "").target_id not in ("a", "b")     # the policy names it
+    assert table.remove("a").target_id == "a" and "a" not in table and len(table) == 2
+    assert sorted(policy.target_ids) == sorted(table.ids())
+    table.clear()
+    assert policy.target_ids == [] and len(table) == 0
 
 
 def test_reason_log_throttles_each_reason_on_its_own():

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stark_ros.core.geometry import iou_xywh
+from stark_ros.core.boxes import iou_xywh
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.runtime import RuntimeOptions, StarkRuntime, default_model_dir
 from stark_ros.tracking.lost import TargetState, TrackEventType

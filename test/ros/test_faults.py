@@ -15,10 +15,11 @@ from stark_ros.msg import TrackEvent
 from stark_ros.srv import StartTracking
 
 from stark_ros.client.process import rss_mb
+from stark_ros.core.boxes import msg_to_box
 from stark_ros.core.stamps import NS_PER_S as NS
 from stark_ros.core.stamps import set_stamp, stamp_ns
 from stark_ros.datasets import load_simple_sequence
-from stark_ros.interface import START_TRACKING_SERVICE, box_to_msg, msg_to_box
+from stark_ros.interface import START_TRACKING_SERVICE, box_to_msg
 
 from .conftest import start_tracker, wait_for
 

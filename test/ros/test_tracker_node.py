@@ -14,21 +14,23 @@ from sensor_msgs.msg import CompressedImage, Image
 from stark_ros.msg import TrackEvent
 from stark_ros.srv import CancelTracking, ListTargets, StartTracking
 
+from stark_ros.core.boxes import msg_to_box
 from stark_ros.core.geometry import BoxProblem
 from stark_ros.core.images import ImageConverter
 from stark_ros.core.stamps import NS_PER_S, set_stamp, stamp_ns
 from stark_ros.datasets import load_simple_sequence
 from stark_ros.interface import (
     CANCEL_TRACKING_SERVICE,
+    DEBUG_IMAGE_TOPIC,
+    IMAGE_QOS,
     LIST_TARGETS_SERVICE,
     START_TRACKING_SERVICE,
     box_to_msg,
-    msg_to_box,
 )
 from stark_ros.node.frame_buffer import Lookup
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
 
-from .conftest import TrackerClient, start_tracker
+from .conftest import TrackerClient, start_tracker, wait_for
 
 SEQUENCE = "otb_crossing"
 FRAME_PERIOD_NS = 100_000_000
@@ -135,6 +137,7 @@ def test_undecodable_compressed_frames_are_skipped(tracker, sequence):
 
 def test_services_start_list_cancel(tracker, sequence):
     _, client = tracker("srv")
+    debug_images = client.listen(Image, DEBUG_IMAGE_TOPIC, IMAGE_QOS)
     client.publish_and_wait(client.image_msg(sequence.frame(0), stamp(0)))
     req = StartTracking.Request()
     req.target.bbox = box_to_msg(sequence.boxes[0])
@@ -149,6 +152,13 @@ def test_services_start_list_cancel(tracker, sequence):
     assert not refused.success and refused.reason == BoxProblem.NON_POSITIVE_SIZE.value
     listed = client.call(ListTargets, LIST_TARGETS_SERVICE, ListTargets.Request())
     assert [t.id for t in listed.targets] == [answer.id]
+    # With a subscriber, debug_image is the frame with the target's box drawn on it (green: tracking).
+    tracked = client.image_msg(sequence.frame(1), stamp(1))
+    client.publish_and_wait(tracked, resend=True)
+    drawn = wait_for(lambda: [m for m in list(debug_images) if stamp_ns(m.header.stamp) == stamp(1)], 10.0,
+                     "the debug image of a tracked frame")[0]
+    changed = ImageConverter().image_to_rgb(drawn) != sequence.frame(1)
+    assert changed.any() and not changed.all()
     unknown = client.call(CancelTracking, CANCEL_TRACKING_SERVICE, CancelTracking.Request(id="nope"))
     assert not unknown.success and "no active target" in unknown.reason
     cancelled = client.call(CancelTracking, CANCEL_TRACKING_SERVICE, CancelTracking.Request(id=answer.id))

@@ -1,0 +1,111 @@
+"""The tracker node's parameters, without ROS: one :class:`Parameter` entry per parameter (name,
+default, description, range, whether it can change at runtime), the lost-target overrides and the
+checks a new value must pass in every lifecycle state. ``config/tracker.yaml`` documents the same
+defaults (a test compares them); the node turns each entry into a ROS declaration.
+
+Adding a parameter is one entry in :data:`PARAMETERS` (and its line in ``config/tracker.yaml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stark_ros.core.images import DEFAULT_MAX_IMAGE_PIXELS
+from stark_ros.tracking.lost import LostSettings
+
+# Lost-target parameters: a negative threshold or 0 frames means "the model's own" (the thresholds
+# its score study wrote into its metadata; generic LostSettings() for a model without a study).
+FROM_MODEL_THRESHOLD = -1.0
+FROM_MODEL_FRAMES = 0
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True               # False: changeable at runtime (validated in every state)
+    range: tuple | None = None           # (from, to), inclusive; floats or ints after the default's type
+
+    def check(self, value) -> str | None:
+        """Why ``value`` is refused, or None (the range check ROS applies too, for any caller)."""
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            return f"{self.name} must lie in [{self.range[0]}, {self.range[1]}], got {value}"
+        return None
+
+
+PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
+    Parameter("model", "", "Folder with template.onnx + track.onnx; empty = the default model installed with "
+              "the package."),
+    Parameter("providers", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+              "ONNX Runtime execution providers in order of preference; the node reports the ones really in use."),
+    Parameter("trt_fp16", True, "TensorRT: build FP16 engines."),
+    Parameter("trt_engine_cache_dir", "", "TensorRT engine cache folder (empty = ~/.cache/stark_ros)."),
+    Parameter("intra_op_threads", 0, "ONNX Runtime CPU threads (0 = one per core).", range=(0, 256)),
+    Parameter("compressed", False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image "
+              "(sensor_msgs/Image)."),
+    Parameter("auto_activate", True, "Configure and activate on start (plain-node mode); false waits for a "
+              "lifecycle manager."),
+    Parameter("queue_size", 2, "Frames waiting for the worker; older ones are dropped (and counted).",
+              range=(1, 100)),
+    Parameter("frame_buffer_size", 30, "Recent frames kept for target requests stamped on an older frame.",
+              range=(1, 1000)),
+    Parameter("frame_buffer_max_mb", 512, "Megabytes of decoded frames the buffer keeps at most (older frames go "
+              "first; the newest is always kept).", range=(1, 1 << 20)),
+    Parameter("stamp_tolerance", 0.001, "Seconds between a request's stamp and a frame's stamp that still match.",
+              read_only=False, range=(0.0, 1.0)),
+    Parameter("request_timeout", 1.0, "Seconds a request stamped after the newest frame waits for that frame.",
+              read_only=False, range=(0.0, 60.0)),
+    Parameter("max_targets", 16, "Targets tracked at once; more are rejected.", read_only=False, range=(1, 256)),
+    Parameter("max_pending_requests", 32, "Target requests waiting for the worker at once; more are REJECTED "
+              "'busy' at once.", range=(1, 10000)),
+    Parameter("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Images with more pixels are skipped before decoding "
+              "(checked from the header).", range=(1, 1 << 30)),
+    Parameter("lost_threshold", FROM_MODEL_THRESHOLD, "Score below which a frame counts as not confident; "
+              "negative = the model's own (from its score study).", read_only=False,
+              range=(FROM_MODEL_THRESHOLD, 1.0)),
+    Parameter("lost_frames", FROM_MODEL_FRAMES, "Consecutive unconfident frames before a target is LOST; 0 = the "
+              "model's own.", read_only=False, range=(FROM_MODEL_FRAMES, 1000)),
+    Parameter("reacquire_threshold", FROM_MODEL_THRESHOLD, "Score above which a LOST target counts towards "
+              "REACQUIRED; negative = the model's own.", read_only=False, range=(FROM_MODEL_THRESHOLD, 1.0)),
+    Parameter("reacquire_frames", FROM_MODEL_FRAMES, "Consecutive confident frames before a LOST target is "
+              "REACQUIRED; 0 = the model's own.", read_only=False, range=(FROM_MODEL_FRAMES, 1000)),
+    Parameter("update_interval", 0, "Frames between dynamic-template updates (0 = the model's default).",
+              range=(0, 100000)),
+    Parameter("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
+    Parameter("publish_detections", True, "Also publish vision_msgs/Detection2DArray on `detections` (where "
+              "vision_msgs is installed)."),
+)}
+LOST_PARAMETERS = ("lost_threshold", "lost_frames", "reacquire_threshold", "reacquire_frames")
+
+
+def defaults() -> dict[str, Any]:
+    return {name: p.default for name, p in PARAMETERS.items()}
+
+
+def lost_overrides(values: dict) -> dict:
+    """The lost-target parameters that override the model's own (those not left at 'the model's')."""
+    return {k: v for k, v in values.items() if k in LOST_PARAMETERS
+            and not (v < 0 if isinstance(v, float) else v == FROM_MODEL_FRAMES)}
+
+
+def lost_settings(model_lost: LostSettings | None, values: dict) -> LostSettings:
+    """The model's lost settings (the generic ones for a model without) with the parameters'
+    overrides; ValueError for a combination LostSettings refuses."""
+    return replace(model_lost or LostSettings(), **lost_overrides(values))
+
+
+def check_changes(changes: dict, values: dict, model_lost: LostSettings | None) -> str | None:
+    """Why parameter ``changes`` are refused (``values``: every lost parameter after them), or None."""
+    for name, value in changes.items():
+        parameter = PARAMETERS.get(name)
+        problem = parameter.check(value) if parameter is not None else None
+        if problem is not None:
+            return problem
+    if any(name in LOST_PARAMETERS for name in changes):
+        try:
+            lost_settings(model_lost, values)
+        except ValueError as exc:
+            return str(exc)
+    return None
