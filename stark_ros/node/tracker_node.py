@@ -33,7 +33,16 @@ from stark_ros.node.detections import DetectionsOutput
 from stark_ros.node.frame_buffer import Frame
 from stark_ros.node.log_throttle import suffix
 from stark_ros.node.messages import debug_image, track_event, tracked_object
-from stark_ros.node.parameters import LOST_PARAMETERS, PARAMETERS, check_changes, lost_overrides, lost_settings
+from stark_ros.node.parameters import (
+    LOST_PARAMETERS,
+    PARAMETERS,
+    REDETECT_PARAMETERS,
+    check_changes,
+    lost_overrides,
+    lost_settings,
+    redetect_overrides,
+    redetect_settings,
+)
 from stark_ros.node.requests import MatchSettings, Request
 from stark_ros.node.ros_logging import route_package_logging
 from stark_ros.node.telemetry import SKIP_DEGENERATE, SKIP_UNREADABLE, Telemetry
@@ -114,6 +123,12 @@ class TrackerNode(LifecycleNode):
                   else "generic (the model has no score study)")
         self._log.info(f"lost-target settings: {runtime.lost_settings}; {origin}"
                        + (f", overridden by parameters {overrides}" if overrides else ""))
+        chosen = redetect_overrides({k: self.p(k) for k in REDETECT_PARAMETERS})
+        runtime.set_redetect_settings(redetect_settings(runtime.redetect_settings, chosen))
+        origin = (f"the model's ({runtime.info.redetect_source})" if runtime.info.redetect is not None
+                  else "generic (none in the model's metadata)")
+        self._log.info(f"re-detection while LOST: {runtime.redetect_settings}; {origin}"
+                       + (f", overridden by parameters {chosen}" if chosen else ""))
         return runtime
 
     def _create_outputs(self) -> None:
