@@ -53,7 +53,7 @@ BUDGET = (4, 2)
 # within 10 frames of a return).
 CONFIRM_FRAMES = (3,)
 CANDIDATE_THRESHOLDS = (0.5, 0.8)
-HEAD_THRESHOLDS = (0.0, 0.5)
+HEAD_THRESHOLDS = (0.0,)
 # The made-up kinds run: the target back elsewhere, and another object where it was (a look-alike
 # for re-detection to resist); `erased` and `away` bring the target back where it left, which the
 # local search finds.
