@@ -50,7 +50,7 @@ def lose(rt: StarkRuntime, seq, target_id="walker") -> None:
 
 
 def test_a_walker_back_elsewhere_is_reacquired_with_its_box(pedestrian):
-    settings = runtime(RedetectSettings()).redetect_settings   # the model's own (its metadata, or generic)
+    settings = StarkRuntime(default_model_dir(), CPU).redetect_settings   # the model's own, from its metadata
     assert settings.enabled
     found = {}
     for name, redetect in (("on", settings), ("off", NO_REDETECTION)):
@@ -71,7 +71,8 @@ def test_a_walker_back_elsewhere_is_reacquired_with_its_box(pedestrian):
 def test_a_candidate_that_does_not_hold_is_not_taken(pedestrian):
     """Back elsewhere on every other frame only: no candidate holds 2 frames in a row, and the
     local search's own reacquisition (2 frames, one doubtful frame undoes one) never gets there."""
-    rt = runtime(replace(RedetectSettings(), confirm_frames=2, crops_per_frame=8))
+    rt = runtime(replace(StarkRuntime(default_model_dir(), CPU).redetect_settings, confirm_frames=2,
+                         crops_per_frame=8, every_frames=1))
     lose(rt, pedestrian)
     gone = pedestrian.frame(GONE + 10)
     events = []
@@ -120,3 +121,22 @@ def test_lost_targets_share_the_budget(pedestrian, shared):
         lost_frames += all(r.state is TargetState.LOST for r in results)
     assert lost_frames > 10, "precondition: the targets are LOST on another video's frames"
     assert all(n > 0 for n in tiles.values()), tiles
+
+
+def test_redetection_settings_ride_in_the_models_metadata(untrained_lite_model, tmp_path):
+    """The exporter's metadata writer puts them where the runtime reads its defaults; a caller's
+    settings override them; a model without them gets the generic ones."""
+    import shutil
+
+    from stark_ros.export.metadata import write_redetect_settings
+    from stark_ros.tracking import model_metadata as md
+
+    plain = StarkRuntime(untrained_lite_model, CPU)
+    assert plain.info.redetect is None and plain.redetect_settings == RedetectSettings()
+    for name in (md.TEMPLATE_FILE, md.TRACK_FILE):
+        shutil.copy(untrained_lite_model / name, tmp_path / name)
+    tuned = RedetectSettings(crops_per_frame=6, every_frames=3, confirm_frames=4, candidate_threshold=0.75)
+    write_redetect_settings(tmp_path, tuned, "a test")
+    rt = StarkRuntime(tmp_path, CPU)
+    assert rt.redetect_settings == tuned and rt.info.redetect_source == "a test"
+    assert StarkRuntime(tmp_path, CPU, redetect=NO_REDETECTION).redetect_settings == NO_REDETECTION
