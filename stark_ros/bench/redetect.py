@@ -2,11 +2,12 @@
 
 Runs one target through the runtime (the default model unless ``--model``) over every sequence of
 a long-term dataset (``shared/data/lt`` by default: targets that leave the view and come back) twice,
-with the model's re-detection settings and with re-detection off, on the same preloaded frames, the
-two runs of each sequence back to back (their order alternating from sequence to sequence) so that
-load from other processes hits both alike. Times are of ``update()`` alone (crops, network, lost logic,
-re-detection), not of decoding. Prints frames/s per sequence and over all frames (total frames / total
-time), their ratio, the share of frames LOST and the re-detection crops per frame.
+with the model's re-detection settings and with re-detection off, on the same preloaded frames, in
+lockstep: each frame goes to both trackers, one right after the other (which one first alternates from
+frame to frame), so that load from other processes hits both alike. Times are of ``update()`` alone
+(crops, network, lost logic, re-detection), not of decoding. Prints frames/s per sequence and over all
+frames (total frames / total time), their ratio, the share of frames LOST and the re-detection crops
+per frame.
 """
 
 from __future__ import annotations
@@ -23,20 +24,25 @@ GOAL_FPS = 30.0
 DEFAULT_THREADS = 2
 
 
-def run(rt, frames: list[np.ndarray], box) -> tuple[float, int, int]:
-    """(seconds in update(), frames LOST, re-detection crops) of one pass over ``frames``."""
+def lockstep(trackers: dict, frames: list[np.ndarray], box) -> dict:
+    """Per tracker: (seconds in update(), frames LOST, re-detection crops) over ``frames``, each
+    frame tracked by every tracker in turn."""
     from stark_ros.tracking.lost import TargetState
 
-    rt.clear()
-    rt.add_target(frames[0], box, "bench")
-    crops_before = rt.redetector.crops_cut
-    seconds, lost = 0.0, 0
-    for frame in frames[1:]:
-        t0 = time.perf_counter()
-        (result,) = rt.update(frame)
-        seconds += time.perf_counter() - t0
-        lost += result.state is TargetState.LOST
-    return seconds, lost, rt.redetector.crops_cut - crops_before
+    names = list(trackers)
+    seconds, lost = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0)
+    crops = {}
+    for name, rt in trackers.items():
+        rt.clear()
+        rt.add_target(frames[0], box, "bench")
+        crops[name] = rt.redetector.crops_cut
+    for k, frame in enumerate(frames[1:]):
+        for name in names if k % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            (result,) = trackers[name].update(frame)
+            seconds[name] += time.perf_counter() - t0
+            lost[name] += result.state is TargetState.LOST
+    return {name: (seconds[name], lost[name], trackers[name].redetector.crops_cut - crops[name]) for name in names}
 
 
 def main(argv=None) -> int:
@@ -61,11 +67,10 @@ def main(argv=None) -> int:
           f"{'crops/frame':>11}")
     totals = {"on": 0.0, "off": 0.0}
     all_frames = 0
-    for k, seq in enumerate(load_dataset("simple", root)):
+    for seq in load_dataset("simple", root):
         count = len(seq) if args.max_frames is None else min(len(seq), args.max_frames)
         frames = [seq.frame(i) for i in range(count)]
-        order = (("on", on), ("off", off)) if k % 2 == 0 else (("off", off), ("on", on))
-        measured = {name: run(rt, frames, seq.boxes[0]) for name, rt in order}
+        measured = lockstep({"on": on, "off": off}, frames, seq.boxes[0])
         n = count - 1
         fps = {name: n / m[0] for name, m in measured.items()}
         for name, m in measured.items():
