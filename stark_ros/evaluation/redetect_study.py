@@ -206,10 +206,14 @@ def main(argv=None) -> int:
     chosen = RedetectSettings.from_dict(best["settings"])
     print(f"chosen: {chosen} (F {best['f_score']:.3f}; off: {results[off_key]['f_score']:.3f})")
     if args.apply:
+        import shutil
+
         from stark_ros.export.metadata import write_redetect_settings
 
+        shutil.copy(results_path, Path(model) / results_path.name)   # the evidence beside the model
+
         source = (f"re-detection study on {len(args.sequences)} validation videos of shared/data/train with "
-                  f"made-up absences (erased, occluded, away, elsewhere)")
+                  f"made-up absences ({', '.join((*STUDY_KINDS, 'elsewhere'))}) and real ones")
         for path in write_redetect_settings(model, chosen, source):
             print(f"wrote {path}")
     return 0
