@@ -23,7 +23,7 @@ import torch.distributed as dist
 from stark_ros.datasets import MissingSharedDataError
 from stark_ros.model import CheckpointError
 from stark_ros.training.config import load_config
-from stark_ros.training.engine import LOG, Trainer
+from stark_ros.training.trainer import LOG, Trainer
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -33,10 +33,10 @@ def benchmark(cfg, steps: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = dataclasses.replace(cfg, resume=False, work_dir=tmp)
         trainer = Trainer(cfg, progress=False)
-        batches = iter(trainer._loader())
+        batches = iter(trainer.loader())
         t0 = time.perf_counter()
         count = 0
-        for _ in range(min(steps, len(trainer._epoch_indices(0)) // cfg.batch_size)):
+        for _ in range(min(steps, len(trainer.epoch_indices(0)) // cfg.batch_size)):
             count += len(next(batches)["label"])
         data_rate = count / (time.perf_counter() - t0)
         del batches

@@ -1,7 +1,9 @@
 """Play a bag into the live tracker node over real DDS, record what it publishes, score it.
 
 Timing is kept (scaled by ``rate``); ``/clock`` follows the bag time so the node can run with
-``use_sim_time``. The node's tracks and events go into an output bag; the tracks are scored
+``use_sim_time``. The node's tracks and events (and its ``detections`` where vision_msgs is
+installed: a bag recorded on a ROS 2 machine has what a detection consumer reads) go into an output
+bag; the tracks are scored
 against the bag's ground truth with the evaluation metrics; dropped frames and the latency from
 publishing a frame to receiving its tracks are reported.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from rosbags.rosbag2 import Writer
+from rosbags.typesys import get_types_from_msg
 
 from stark_ros.bag.io import (
     ARRAY,
@@ -33,11 +36,13 @@ from stark_ros.core.boxes import msg_to_box
 from stark_ros.core.stamps import NS_PER_S, stamp_ns
 from stark_ros.evaluation.metrics import sequence_curves, sequence_metrics
 from stark_ros.evaluation.report import write_report
+from stark_ros.interface import DETECTIONS_TOPIC
 
 REPORT_NAME = "tracker node (bag replay)"
 LATENCY_PERCENTILES = (50, 90, 99)
 CLOCK_QUEUE_DEPTH = 10
 FRAME, TARGET = "frame", "target"
+DETECTIONS = "vision_msgs/msg/Detection2DArray"
 
 
 @dataclass
@@ -82,12 +87,13 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
     out_bag = out_dir / "tracks_bag"
     if out_bag.exists():
         raise BagError(f"{out_bag} already exists")
-    params = {"compressed": contents.image_type == COMPRESSED, "use_sim_time": use_sim_time, **(extra_params or {})}
+    params = {"image_transport": "compressed" if contents.image_type == COMPRESSED else "raw",
+              "use_sim_time": use_sim_time, **(extra_params or {})}
     if model:
         params["model"] = str(model)
-    client = _play(contents, rate, TrackerNodeProcess(out_dir / "tracker_node.log", params, params_file,
-                                                      namespace=f"replay_{os.getpid()}"))
-    _write_bag(out_bag, client.tracks, client.events, storage)
+    client, detections = _play(contents, rate, TrackerNodeProcess(out_dir / "tracker_node.log", params, params_file,
+                                                                  namespace=f"replay_{os.getpid()}"))
+    _write_bag(out_bag, client.tracks, client.events, detections, storage)
     result = _score(contents, client, Path(bag), out_dir)
     (out_dir / "replay.json").write_text(json.dumps(result.summary(), indent=2, default=float))
     return result
@@ -95,7 +101,8 @@ def replay(bag, out_dir, model: str | None = None, rate: float = 1.0, image_topi
 
 def _play(contents: BagContents, rate: float, tracker: TrackerNodeProcess):
     """The bag's frames and requests into the node, timing kept (scaled by ``rate``), ``/clock``
-    following the bag; the (closed) client with what the node answered."""
+    following the bag; the (closed) client with what the node answered, and its detections (None
+    where vision_msgs is not installed)."""
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CompressedImage, Image
 
@@ -110,6 +117,7 @@ def _play(contents: BagContents, rate: float, tracker: TrackerNodeProcess):
         with tracker, TrackerClient(tracker.namespace, compressed=compressed,
                                     name=f"bag_replay_{os.getpid()}") as client:
             clock_pub = client.node.create_publisher(Clock, "/clock", CLOCK_QUEUE_DEPTH)
+            detections = _listen_detections(client)
             client.wait_connected(tracker)
             for i in paced((ts - items[0][0]) / NS_PER_S / rate for ts, _, _ in items):
                 _, kind, msg = items[i]
@@ -121,16 +129,39 @@ def _play(contents: BagContents, rate: float, tracker: TrackerNodeProcess):
             client.wait_last_tracks(stamp_ns(contents.frames[-1][1].header.stamp))
     except NodeProcessError as exc:
         raise BagError(str(exc)) from exc
-    return client
+    return client, detections
 
 
-def _write_bag(out_bag: Path, tracks: list, events: list, storage: str) -> None:
+def _listen_detections(client) -> list | None:
+    """Every ``detections`` message of the node, where vision_msgs is installed (else None)."""
+    try:
+        from vision_msgs.msg import Detection2DArray
+    except ImportError:
+        return None
+    return client.listen(Detection2DArray, DETECTIONS_TOPIC)
+
+
+def _register_vision_msgs(store) -> None:
+    """vision_msgs' types from its installed .msg files (rosbags' type store has none of them)."""
+    from ament_index_python.packages import get_package_share_directory
+
+    types = {}
+    for path in sorted((Path(get_package_share_directory("vision_msgs")) / "msg").glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"vision_msgs/msg/{path.stem}"))
+    store.register(types)
+
+
+def _write_bag(out_bag: Path, tracks: list, events: list, detections: list | None, storage: str) -> None:
     """Everything the node said, into a bag of its own (written under a temporary name)."""
     store = typestore()
+    topics = [("/tracks", ARRAY, tracks), ("/events", EVENT, events)]
+    if detections is not None:
+        _register_vision_msgs(store)
+        topics.append((f"/{DETECTIONS_TOPIC}", DETECTIONS, detections))
     tmp = out_bag.with_name(out_bag.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     with Writer(tmp, version=BAG_VERSION, storage_plugin=STORAGE[storage]) as writer:
-        for topic, typename, messages in (("/tracks", ARRAY, tracks), ("/events", EVENT, events)):
+        for topic, typename, messages in topics:
             conn = writer.add_connection(topic, typename, typestore=store)
             for m in messages:
                 writer.write(conn, stamp_ns(m.header.stamp), store.serialize_cdr(_from_ros(m, store.types, typename),

@@ -194,7 +194,7 @@ class TrackerClient:
         """Call one of the node's services; the future of its answer."""
         key = (srv_type, name)
         if key not in self._service_clients:
-            self._service_clients[key] = self.node.create_client(srv_type, name)
+            self._service_clients[key] = self.node.create_client(srv_type, name, qos_profile=interface.SERVICE_QOS)
         cli = self._service_clients[key]
         if not cli.wait_for_service(timeout_sec=timeout):
             raise WaitTimeout(f"service {name} not available after {timeout:.0f} s")

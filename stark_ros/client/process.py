@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from stark_ros.core import locate
@@ -15,6 +16,7 @@ STOP_TIMEOUT_S = 10.0
 # After the node's subscriptions show up, DDS needs a moment until both sides have matched;
 # best-effort frames sent before that are lost (and a request stamped on them is rejected).
 DISCOVERY_SETTLE_S = 1.0
+POLL_S = 0.05
 # Domain ids a tool picks for itself: above the ones people configure by hand (0..~100).
 PRIVATE_DOMAIN_BASE = 100
 PRIVATE_DOMAIN_SPAN = 100
@@ -119,6 +121,20 @@ class TrackerNodeProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.is_file() else ""
+
+    def wait_for_subscribers(self, *publishers, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Until the node subscribes to every given publisher's topic, then the DDS settle time (for
+        tests that publish on topics of their own, e.g. a remapped image topic)."""
+        deadline = time.monotonic() + timeout
+        while any(p.get_subscription_count() == 0 for p in publishers):
+            if self.proc.poll() is not None:
+                raise NodeProcessError(f"the tracker node exited with code {self.proc.returncode}; its log "
+                                       f"({self.log_path}):\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise NodeProcessError(f"the tracker node did not subscribe within {timeout:g} s; its log "
+                                       f"({self.log_path}):\n{self.log_text()}")
+            time.sleep(POLL_S)
+        time.sleep(DISCOVERY_SETTLE_S)
 
     def stop(self) -> int | None:
         """SIGINT (what Ctrl-C sends), SIGKILL after a grace period; the exit code (None: never started)."""

@@ -50,7 +50,7 @@ def to_detection_array(tracks: TrackedObjectArray):
 class DetectionsOutput:
     """The ``detections`` publisher of a node, or nothing (switched off, or no vision_msgs)."""
 
-    def __init__(self, node, enabled: bool, qos):
+    def __init__(self, node, enabled: bool, qos, **publisher_options):
         self._pub = None
         if not enabled:
             node.get_logger().info("vision_msgs output switched off (publish_detections: false)")
@@ -58,7 +58,7 @@ class DetectionsOutput:
             node.get_logger().info(f"vision_msgs is not installed: not publishing vision_msgs/Detection2DArray on "
                                    f"'{DETECTIONS_TOPIC}' (install ros-$ROS_DISTRO-vision-msgs for it)")
         else:
-            self._pub = node.create_publisher(Detection2DArray, DETECTIONS_TOPIC, qos)
+            self._pub = node.create_publisher(Detection2DArray, DETECTIONS_TOPIC, qos, **publisher_options)
 
     @property
     def active(self) -> bool:

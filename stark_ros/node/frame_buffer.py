@@ -8,10 +8,15 @@ gives): such a frame is tracked and can be the "newest frame" of a zero-stamp re
 matches a request by stamp. A stamped frame older than the newest stamped frame seen before it
 (a bag played in a loop, a ``use_sim_time`` reset, a camera clock correction) starts a new run of
 stamps: the buffer forgets the frames of the old run, so that a stamp means one frame again.
+
+Beyond the frames it keeps, the buffer remembers the stamps of the last RECEIVED_STAMPS_KEPT frames
+of the current run, so that a request older than the buffer is told apart from one whose frame never
+arrived (lost in transport, see README "Image QoS", or a stamp no camera frame had).
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 from dataclasses import dataclass
 from enum import Enum
@@ -20,9 +25,24 @@ import numpy as np
 
 from stark_ros.core.stamps import NS_PER_S
 
+# Stamps of received frames remembered (about 11 minutes at 30 Hz; a list of ints, about 1.5 MB at most).
+RECEIVED_STAMPS_KEPT = 20_000
+
 
 def is_stamped(ns: int) -> bool:
     return ns > 0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What a box in a frame is relative to: the camera (``frame_id``) and the image size."""
+
+    frame_id: str
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height} in {self.frame_id!r}"
 
 
 @dataclass(frozen=True)
@@ -38,12 +58,18 @@ class Frame:
     def stamped(self) -> bool:
         return is_stamped(self.stamp_ns)
 
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.frame_id, self.rgb.shape[1], self.rgb.shape[0])
+
 
 class Lookup(str, Enum):
     FOUND = "found"
     NEWER_THAN_BUFFER = "the stamp is newer than the newest frame"
     OLDER_THAN_BUFFER = "the stamp is older than the oldest buffered frame"
-    NO_MATCH = "no buffered frame has that stamp (within the tolerance)"
+    NEVER_RECEIVED = ("no frame with that stamp was received (frames stamped before and after it were): lost in "
+                      "transport, or not a camera frame's stamp")
+    NO_MATCH = "no buffered frame has that stamp (within the tolerance): no frame with it was received"
     EMPTY = "no frame has been received yet"
 
 
@@ -66,6 +92,31 @@ class StampJump:
                 f"forgotten")
 
 
+class ReceivedStamps:
+    """The stamps of the last ``capacity`` stamped frames of the current run, in order (a run's
+    stamps never decrease), for "was a frame with this stamp received at all?"."""
+
+    def __init__(self, capacity: int = RECEIVED_STAMPS_KEPT):
+        self.capacity = capacity
+        self._stamps: list[int] = []
+
+    def add(self, stamp: int) -> None:
+        self._stamps.append(stamp)
+        if len(self._stamps) > 2 * self.capacity:  # trimmed in chunks: amortised O(1) per frame
+            del self._stamps[:-self.capacity]
+
+    def clear(self) -> None:
+        self._stamps.clear()
+
+    @property
+    def oldest(self) -> int | None:
+        return self._stamps[0] if self._stamps else None
+
+    def contains(self, stamp: int, tolerance_ns: int) -> bool:
+        i = bisect.bisect_left(self._stamps, stamp - tolerance_ns)
+        return i < len(self._stamps) and self._stamps[i] <= stamp + tolerance_ns
+
+
 class FrameBuffer:
     """The last ``capacity`` frames in arrival order, and at most ``max_bytes`` of pixels (the
     newest frame is always kept); numbers each frame it is given (``seq``)."""
@@ -77,6 +128,7 @@ class FrameBuffer:
         self.max_bytes = max_bytes
         self._next_seq = 1
         self._newest_stamp: int | None = None  # newest stamp of the current run of stamps
+        self._received = ReceivedStamps()
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -93,6 +145,8 @@ class FrameBuffer:
                 self._frames = collections.deque((f for f in self._frames if not f.stamped),
                                                  maxlen=self._frames.maxlen)
                 self._newest_stamp = None
+                self._received.clear()
+            self._received.add(frame.stamp_ns)
             self._newest_stamp = frame.stamp_ns if self._newest_stamp is None else max(self._newest_stamp,
                                                                                         frame.stamp_ns)
         self._frames.append(frame)
@@ -118,6 +172,10 @@ class FrameBuffer:
         if stamp > newest + tolerance_ns:
             return Lookup.NEWER_THAN_BUFFER, None
         if stamp < oldest - tolerance_ns:
+            remembered = self._received.oldest
+            if remembered is not None and stamp >= remembered - tolerance_ns and \
+                    not self._received.contains(stamp, tolerance_ns):
+                return Lookup.NEVER_RECEIVED, None
             return Lookup.OLDER_THAN_BUFFER, None
         # Ties (repeated stamps) go to the later arrival: min() keeps the first of equal keys.
         best = min(reversed(stamped), key=lambda f: abs(f.stamp_ns - stamp))

@@ -17,14 +17,14 @@ class ReasonLog:
         self._last_logged: dict[str, float] = {}
         self._unlogged: collections.Counter[str] = collections.Counter()
 
-    def record(self, reason: str) -> int | None:
-        """Count one occurrence; returns None when it should not be logged now, else how many of the
-        same reason went unlogged before it (0 for the first)."""
-        self.counts[reason] += 1
+    def record(self, reason: str, count: int = 1) -> int | None:
+        """Count ``count`` occurrences; returns None when it should not be logged now, else how many
+        of the same reason went unlogged before (0 for the first)."""
+        self.counts[reason] += count
         now = self._clock()
         last = self._last_logged.get(reason)
         if last is not None and now - last < self.period_s:
-            self._unlogged[reason] += 1
+            self._unlogged[reason] += count
             return None
         self._last_logged[reason] = now
         return self._unlogged.pop(reason, 0)

@@ -5,7 +5,8 @@ it with a reason.
 The matcher checks in this order, so that the answer names the first thing the caller must fix:
 1. the box itself (NaN / infinite, zero or negative size): a bad box is a bad box whatever its stamp;
 2. the stamp (negative: no clock gives one), then the frame it names: zero = the newest frame;
-   newer than the newest frame = wait up to the deadline; older than the buffer, or between frames;
+   newer than the newest frame = wait up to the deadline; older than the buffer (received, gone since),
+   never received (older than the buffer, but the frames around it arrived), or between frames;
 3. the frame_id against the frame's;
 4. the box against that frame: entirely outside, larger than the frame, smaller than a pixel or two;
 5. room for one more target.
@@ -39,6 +40,7 @@ class Reason(str, Enum):
     NEGATIVE_STAMP = "negative_stamp"
     TIMEOUT = "timeout"
     OLDER_THAN_BUFFER = "older_than_buffer"
+    NEVER_RECEIVED = "never_received"
     NO_MATCH = "no_matching_frame"
     FRAME_ID = "frame_id_mismatch"
     OUTSIDE_IMAGE = "outside_image"
@@ -84,6 +86,22 @@ class Request:
             return None
         self.answered = True
         return Answer(self.reply, (success, target_id, reason)) if self.reply is not None else None
+
+
+@dataclass
+class Cancel:
+    """A cancel request (empty id: every target); queued with the target requests, so that the
+    requests for one id are applied in the order they arrived, whatever their kind."""
+
+    target_id: str
+    reply: Any = None           # called once with (success, cancelled ids, reason) (services)
+    answered: bool = field(default=False, init=False)
+
+    def answer(self, success: bool, ids: list[str], reason: str) -> Answer | None:
+        if self.answered:
+            return None
+        self.answered = True
+        return Answer(self.reply, (success, list(ids), reason)) if self.reply is not None else None
 
 
 class Verdict(Enum):
@@ -149,6 +167,8 @@ def match(request: Request, buffer: FrameBuffer, now: float, active_ids, setting
                                                f"{settings.request_timeout_s:g} s ({lookup.value})")
     if lookup is Lookup.OLDER_THAN_BUFFER:
         return Decision.reject(Reason.OLDER_THAN_BUFFER, lookup.value)
+    if lookup is Lookup.NEVER_RECEIVED:
+        return Decision.reject(Reason.NEVER_RECEIVED, lookup.value)
     if lookup is Lookup.NO_MATCH:
         return Decision.reject(Reason.NO_MATCH, lookup.value)
     if request.frame_id and frame.frame_id and request.frame_id != frame.frame_id:
@@ -173,26 +193,26 @@ def match(request: Request, buffer: FrameBuffer, now: float, active_ids, setting
 
 
 class PendingRequests:
-    """Accepted requests not yet answered, at most ``capacity``: beyond it a request is refused
-    (busy) at once instead of queueing work nobody can wait for. A request stays counted until it
-    is answered, also while the worker looks at it."""
+    """Accepted requests (starts and cancels) not yet answered, in arrival order, at most
+    ``capacity``: beyond it a request is refused (busy) at once instead of queueing work nobody can
+    wait for. A request stays counted until it is answered, also while the worker looks at it."""
 
     def __init__(self, capacity: int):
         if capacity < 1:
             raise ValueError("the request queue needs room for at least one request")
         self.capacity = capacity
-        self._queue: list[Request] = []
+        self._queue: list[Request | Cancel] = []
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    def offer(self, request: Request) -> bool:
+    def offer(self, request: Request | Cancel) -> bool:
         if len(self._queue) >= self.capacity:
             return False
         self._queue.append(request)
         return True
 
-    def snapshot(self) -> list[Request]:
+    def snapshot(self) -> list[Request | Cancel]:
         """The waiting requests in arrival order (the worker answers them, then calls prune)."""
         return list(self._queue)
 
@@ -200,10 +220,10 @@ class PendingRequests:
         """Forget the answered ones."""
         self._queue = [r for r in self._queue if not r.answered]
 
-    def drain(self) -> list[Request]:
+    def drain(self) -> list[Request | Cancel]:
         taken, self._queue = self._queue, []
         return taken
 
 
 def busy_message(capacity: int) -> str:
-    return f"busy: {capacity} target requests are already waiting; try again"
+    return f"busy: {capacity} requests are already waiting; try again"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stark_ros.node.frame_buffer import Frame
+from stark_ros.node.frame_buffer import Frame, Geometry
 from stark_ros.tracking.lost import TargetState
 from stark_ros.tracking.policy import TargetResult, TrackingPolicy
 
@@ -34,6 +34,7 @@ class TargetRecord:
     box: np.ndarray
     last_seq: int                       # arrival number of the last frame this target was tracked on
     started_seq: int
+    geometry: Geometry                  # of the frames its box refers to
     score: float = math.nan
     state: TargetState = TargetState.TRACKING
     frames_since_confident: int = 0
@@ -73,7 +74,7 @@ class TargetTable:
         empty id gets the policy's next free one."""
         tid = self.policy.add_target(frame.rgb, box, target_id or None)
         record = TargetRecord(tid, label, np.asarray(box, dtype=np.float64).copy(), last_seq=frame.seq,
-                              started_seq=frame.seq)
+                              started_seq=frame.seq, geometry=frame.geometry)
         self.records[tid] = record
         return record
 

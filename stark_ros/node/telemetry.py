@@ -20,10 +20,16 @@ FPS_WINDOW_S = 1.0
 NS_PER_MS = 1e6
 MS_PER_S = 1e3
 
-# Skip reasons counted on /diagnostics (frames) beside the request Reason values.
+# Frame reasons counted on /diagnostics (frames_skipped_by_reason) beside the request Reason values.
 SKIP_UNREADABLE = "unreadable"
 SKIP_DEGENERATE = "degenerate"
 STAMPS_BACKWARDS = "stamps_backwards"
+IMAGE_SIZE_CHANGED = "image_size_changed"  # counted, not skipped: the targets follow (worker.py)
+FRAME_ID_CHANGED = "frame_id_changed"
+LOST_IN_TRANSPORT = "lost_in_transport"     # DDS sample-lost: frames that never reached the node
+STATUS_WAITING = "waiting for images"
+STATUS_TRACKING = "tracking"
+STATUS_IDLE = "idle"
 
 
 def percentile(sorted_values, q: float) -> float:
@@ -42,6 +48,7 @@ class NodeState:
     frames_dropped: int = 0
     providers: tuple[str, ...] = ()
     model: str = ""
+    image: str = ""                      # the newest frame's size and frame_id
 
 
 class Telemetry:
@@ -51,7 +58,8 @@ class Telemetry:
         self.rejections = ReasonLog(LOG_THROTTLE_S, clock)
         self.errors = ReasonLog(LOG_THROTTLE_S, clock)
         self.processed = 0
-        self.fps = 0.0
+        self._fps = 0.0
+        self._last_frame: float | None = None    # when the last frame was decoded (clock seconds)
         self._window_start = clock()
         self._window_frames = 0
         # Frame received -> tracks published, and apart: received -> taken by the worker (waiting)
@@ -66,6 +74,22 @@ class Telemetry:
     def decoded(self, start_ns: int, end_ns: int) -> None:
         with self._lock:
             self.decode_ms.append((end_ns - start_ns) / NS_PER_MS)
+            self._last_frame = self._clock()
+
+    def seconds_since_frame(self) -> float:
+        """Since the last frame arrived (infinite before the first)."""
+        last = self._last_frame
+        return math.inf if last is None else self._clock() - last
+
+    def silent(self, image_timeout_s: float) -> bool:
+        return self.seconds_since_frame() > image_timeout_s
+
+    def status(self, state: NodeState, image_timeout_s: float) -> tuple[bool, str]:
+        """(whether it is a warning, the message): waiting for images after ``image_timeout_s``
+        without a frame, else tracking or idle."""
+        if self.silent(image_timeout_s):
+            return True, STATUS_WAITING
+        return False, STATUS_TRACKING if state.active_targets else STATUS_IDLE
 
     def frame_done(self, received_ns: int, taken_ns: int, done_ns: int, infer_s: float | None) -> None:
         """One frame tracked and published (``infer_s`` None when no target was tracked on it)."""
@@ -80,22 +104,26 @@ class Telemetry:
             now = self._clock()
             elapsed = now - self._window_start
             if elapsed >= FPS_WINDOW_S:
-                self.fps, self._window_frames, self._window_start = self._window_frames / elapsed, 0, now
+                self._fps, self._window_frames, self._window_start = self._window_frames / elapsed, 0, now
 
-    def values(self, state: NodeState) -> dict[str, str]:
-        """The /diagnostics key -> value pairs."""
+    def values(self, state: NodeState, image_timeout_s: float) -> dict[str, str]:
+        """The /diagnostics key -> value pairs (fps 0 while no frame comes, not the last rate)."""
         with self._lock:
             latency, infer, decode = sorted(self.latency_ms), sorted(self.infer_ms), sorted(self.decode_ms)
             wait, work = sorted(self.wait_ms), sorted(self.work_ms)
         skips = self.skips.counts
         return {
-            "fps": f"{self.fps:.1f}", "latency_p50_ms": f"{percentile(latency, 50):.1f}",
+            "fps": f"{0.0 if self.silent(image_timeout_s) else self._fps:.1f}",
+            "latency_p50_ms": f"{percentile(latency, 50):.1f}",
             "latency_p99_ms": f"{percentile(latency, 99):.1f}", "inference_p50_ms": f"{percentile(infer, 50):.1f}",
             "decode_p50_ms": f"{percentile(decode, 50):.2f}",
             "queue_wait_p50_ms": f"{percentile(wait, 50):.2f}",
             "worker_p50_ms": f"{percentile(work, 50):.2f}",
             "frames_processed": str(self.processed),
             "frames_dropped": str(state.frames_dropped),
+            "frames_lost_in_transport": str(skips[LOST_IN_TRANSPORT]),
+            "seconds_since_last_frame": f"{self.seconds_since_frame():.1f}",
+            "image": state.image,
             "bad_frames": str(skips[SKIP_UNREADABLE] + skips[SKIP_DEGENERATE]),
             "frames_skipped_by_reason": self.skips.summary(),
             "requests_rejected_by_reason": self.rejections.summary(),

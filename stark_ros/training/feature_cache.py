@@ -5,11 +5,12 @@ computed once per augmented crop and stored; the transformer and heads then trai
 features, without JPEG decoding, cropping or the backbone in the loop.
 
 The cache holds, per annotated frame of every sequence, ``template_variants`` template crops and
-``search_variants`` search crops, each drawn with the augmentation of :class:`PairDataset` (the
-same crop, jitter and photometric code); variant ``v`` is horizontally flipped when ``v`` is odd,
-so a training pair takes all its crops with one flip parity, as :class:`PairDataset` flips a whole
-sample. Frames without a box (the target absent) get search crops around the image centre at the
-nearest box's scale: real absences for the score head. Pairs are then combined at training time
+``search_variants`` search crops, each cut and augmented by the :class:`CropAugmenter` that
+:class:`PairDataset` uses (the same crop, jitter and photometric code); variant ``v`` is
+horizontally flipped when ``v`` is odd, so a training pair takes all its crops with one flip
+parity, as :class:`PairDataset` flips a whole sample. Frames without a box (the target absent)
+get search crops around the image centre at the nearest box's scale: real absences for the score
+head. Pairs are then combined at training time
 (any template frame with any search frame within ``max_gap``), so the cache's few crops per frame
 give far more distinct pairs than it stores.
 
@@ -34,13 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stark_ros.core.boxes import cxcywh_to_xywh, xywh_to_xyxy
-from stark_ros.core.geometry import crop_around
+from stark_ros.core.boxes import xywh_to_xyxy
 from stark_ros.datasets import Sequence
 from stark_ros.model.stark import feature_mask
 from stark_ros.tracking.settings import TrackerSettings
+from stark_ros.training.augmentation import CropAugmenter
 from stark_ros.training.config import Augmentation
-from stark_ros.training.data import EpochSampledDataset, PairDataset, pick_frames, valid_frames
+from stark_ros.training.data import EpochSampledDataset, pick_frames, valid_frames
 
 LOG = logging.getLogger("stark_ros.training")
 CACHE_FORMAT = 2
@@ -127,7 +128,7 @@ def build_feature_cache(folder, sequences: list[Sequence], backbone: torch.nn.Mo
     identity = json.loads(json.dumps({"backbone": fingerprint, "settings": settings.to_dict(), "spec": spec_dict,
                                       "aug": dataclasses.asdict(aug)}))
     backbone = backbone.eval().to(memory_format=torch.channels_last)
-    aug_source = augmentation_source(sequences, settings, aug)
+    augmenter = CropAugmenter(settings, aug)
     t0 = time.perf_counter()
     rows = {kind: 0 for kind in KINDS}
     for si, seq in enumerate(sequences):
@@ -144,7 +145,7 @@ def build_feature_cache(folder, sequences: list[Sequence], backbone: torch.nn.Mo
                 if fi not in annotated and not annotated:
                     continue  # a video without any box: nothing to scale an absence crop by
                 near_box = None if fi in annotated else _nearest_box(seq.boxes, valid, fi)
-                for kind, img, mask, box, index in frame_crops(aug_source, spec, si, seq, fi, near_box):
+                for kind, img, mask, box, index in frame_crops(augmenter, spec, si, seq, fi, near_box):
                     writers[kind].add(img, mask, box, index)
             counts = {kind: w.save(shard, kind) for kind, w in writers.items()}
             done.write_text(json.dumps({"identity": identity, "rows": counts}))
@@ -159,38 +160,28 @@ def build_feature_cache(folder, sequences: list[Sequence], backbone: torch.nn.Mo
     return folder
 
 
-def frame_crops(aug_source: PairDataset, spec: CacheSpec, si: int, seq: Sequence, fi: int, near_box=None):
+def frame_crops(augmenter: CropAugmenter, spec: CacheSpec, si: int, seq: Sequence, fi: int, near_box=None):
     """The augmented crops of frame ``fi`` of sequence ``si`` that the cache stores, as
     (kind, normalised image, pixel mask, box x1y1x2y2 / crop size, (si, fi, variant)); a pure
     function of (spec.seed, si, fi). ``near_box``: for a frame without the target, the nearest
     annotated box, whose scale its one absence crop takes (around the image centre: the cut is
     centred on where the target was)."""
-    s, aug = aug_source.settings, aug_source.aug
+    aug = augmenter.aug
     rng = np.random.default_rng([spec.seed, si, fi])
     frame = seq.frame(fi)
     if near_box is not None:
-        h, w = frame.shape[:2]
-        bw, bh = float(near_box[2]), float(near_box[3])
-        crop = crop_around(frame, cxcywh_to_xywh((w / 2, h / 2, bw, bh)), s.search_factor, s.search_size)
-        t = aug_source.draw_photometric(rng, False, bool(rng.random() < aug.flip_prob))
-        img, mask, _ = aug_source.finish(crop, np.zeros(4), s.search_size, t)
+        crop = augmenter.centred_crop(frame, float(near_box[2]), float(near_box[3]))
+        t = augmenter.draw_photometric(rng, False, bool(rng.random() < aug.flip_prob))
+        img, mask, _ = augmenter.finish(crop, np.zeros(4), augmenter.search.size, t)
         yield "search", img, mask, np.full(4, np.nan, np.float32), (si, fi, ABSENT_VARIANT)
         return
-    for kind, variants, factor, size, cj, sj in (
-            ("template", spec.template_variants, s.template_factor, s.template_size,
-             aug.template_center_jitter, aug.template_scale_jitter),
-            ("search", spec.search_variants, s.search_factor, s.search_size,
-             aug.search_center_jitter, aug.search_scale_jitter)):
+    for kind, variants, cut in (("template", spec.template_variants, augmenter.template),
+                                ("search", spec.search_variants, augmenter.search)):
         for v in range(variants):
-            t = aug_source.draw_photometric(rng, bool(rng.random() < aug.grayscale_prob), v % 2 == 1)
-            crop, in_crop = aug_source.positive_crop(rng, seq, fi, factor, size, cj, sj, frame=frame)
-            img, mask, box = aug_source.finish(crop, in_crop, size, t)
+            t = augmenter.draw_photometric(rng, bool(rng.random() < aug.grayscale_prob), v % 2 == 1)
+            crop, in_crop = augmenter.positive_crop(rng, seq, fi, cut, frame=frame)
+            img, mask, box = augmenter.finish(crop, in_crop, cut.size, t)
             yield kind, img, mask, xywh_to_xyxy(box).astype(np.float32), (si, fi, v)
-
-
-def augmentation_source(sequences: list[Sequence], settings: TrackerSettings, aug: Augmentation) -> PairDataset:
-    """The :class:`PairDataset` whose crop and augmentation code the cache uses (one implementation)."""
-    return PairDataset([sequences], [1.0], settings, 1, 1, aug, 1)
 
 
 class FeatureCache:

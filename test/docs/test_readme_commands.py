@@ -124,9 +124,8 @@ COMMANDS = {
     "python -m stark_ros.bench model": ByTest(
         "test/torch/test_model_bench.py::test_model_benchmark_reports_every_thread_count"),
     # The hook of the training owner (issue 25): short arguments that run both recipes once.
-    "python -m stark_ros.bench train": Run(
-        extra=("--plain-steps", "1", "--fast-steps", "1", "--rounds", "1", "--batch", "2"),
-        xfail="issue 25: its default configs are looked for beside the installed package"),
+    "python -m stark_ros.bench train": ByTest(
+        "test/training/test_bench_train.py::test_readme_bench_train_runs_on_the_installed_configs"),
     "python -c \"from stark_ros.runtime import StarkRuntime, default_model_dir; "
     "print(StarkRuntime(default_model_dir()).active_providers)\"": Run(expect="CPUExecutionProvider"),
 }

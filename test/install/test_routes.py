@@ -31,7 +31,7 @@ from stark_ros.core import locate
 REPO = Path(__file__).resolve().parents[2]
 # What the package's builds read from the source tree (and nothing else of the repository).
 BUILD_INPUTS = ("setup.py", "README.md", "package.xml", "CMakeLists.txt", "pytest.ini", "stark_ros", "launch",
-                "config", "msg", "srv", "scripts", "models/default")
+                "config", "msg", "srv", "scripts", "models/default", "training/configs")
 # The part of the suite `colcon test` runs here: a quick group, so the check stays short.
 COLCON_TEST_GROUP = "core"
 BUILD_TIMEOUT_S = 900
@@ -49,7 +49,8 @@ except locate.NotInstalledError as exc:
     exe = "missing: " + str(exc)
 print(json.dumps({"route": locate.route(), "share": str(locate.share_dir()), "config": str(locate.params_file()),
                   "launch": str(locate.launch_file()), "msg": str(locate.msg_dir()),
-                  "model": str(default_model_dir()), "executable": exe}))
+                  "model": str(default_model_dir()), "executable": exe,
+                  "training_configs": str(locate.share_file("training", "configs"))}))
 """
 
 
@@ -82,7 +83,7 @@ def _probe(tmp_path: Path, env: dict, source_first: Path | None = None) -> dict:
 def _assert_all_under(found: dict, share: Path) -> None:
     assert found["share"] == str(share)
     for key, rel in (("config", "config/tracker.yaml"), ("launch", "launch/tracker.launch.py"), ("msg", "msg"),
-                     ("model", "models/default")):
+                     ("model", "models/default"), ("training_configs", "training/configs")):
         assert found[key] == str(share / rel), key
         assert Path(found[key]).exists(), key
 

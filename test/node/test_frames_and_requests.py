@@ -160,6 +160,20 @@ def test_stamp_reasons():
     assert decide(request(frame_id="")).verdict is Verdict.START  # no frame_id: no check
 
 
+def test_older_than_the_buffer_is_told_from_never_received():
+    """A frame that arrived and left the buffer vs one that never arrived (frames before and after
+    it did): the second is what a lossy transport gives, and its reason says so."""
+    sent = [T0 + i * PERIOD for i in range(10)]
+    lost = sent[3]
+    buf = buffer_of(*[s for s in sent if s != lost], capacity=4)   # keeps sent[6:]
+    evicted = decide(request(stamp=sent[2]), buf)
+    assert evicted.reason is Reason.OLDER_THAN_BUFFER and "older than the oldest buffered" in evicted.message
+    never = decide(request(stamp=lost), buf)
+    assert never.reason is Reason.NEVER_RECEIVED and "no frame with that stamp was received" in never.message
+    # Before the first frame received nothing is known: older than the buffer.
+    assert decide(request(stamp=sent[0] - PERIOD), buf).reason is Reason.OLDER_THAN_BUFFER
+
+
 def test_future_and_empty_wait_until_the_deadline():
     ahead = request(stamp=T0 + 10 * PERIOD, deadline=5.0)
     assert decide(ahead, now=1.0).verdict is Verdict.WAIT

@@ -13,7 +13,9 @@ from stark_ros.datasets import load_simple_sequence
 from stark_ros.node.frame_buffer import Frame
 from stark_ros.node.parameters import PARAMETERS, check_changes, defaults
 from stark_ros.node.requests import MatchSettings, Reason, Request
-from stark_ros.node.worker import Limits, StepOutput, TrackerWorker
+from stark_ros.node.telemetry import LOST_IN_TRANSPORT, Telemetry
+from stark_ros.node.transport import FASTDDS_DEFAULT_SEGMENT_BYTES, PROFILE_ENV, TransportWatch
+from stark_ros.node.worker import DEACTIVATED_MESSAGE, Limits, StepOutput, TrackerWorker
 from stark_ros.tracking.lost import TargetState, TrackEventType
 from stark_ros.tracking.policy import TrackingPolicy
 from stark_ros.tracking.settings import TrackerSettings
@@ -21,7 +23,7 @@ from stark_ros.tracking.settings import TrackerSettings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_000 * NS_PER_S
 PERIOD = NS_PER_S // 10
-LIMITS = Limits(queue_size=2, frame_buffer_size=30, frame_buffer_max_bytes=None, max_pending_requests=4)
+LIMITS = Limits(queue_size=2, frame_buffer_size=30, frame_buffer_max_bytes=None, max_pending_requests=6)
 MATCH = MatchSettings(tolerance_s=0.001, request_timeout_s=1.0, max_targets=4)
 NO_WAIT = 0.0
 
@@ -177,8 +179,8 @@ def test_what_waits_at_stop_is_answered_and_nothing_after(worker, car):
     worker.cancel("future", cancel)
     worker.stop()
     out = deliver(worker.drain())
-    assert waiting.calls == [(False, "future", "the node was deactivated before the request could be answered")]
-    assert cancel.calls == [(False, [], "the node was deactivated")]
+    assert waiting.calls == [(False, "future", DEACTIVATED_MESSAGE)]
+    assert cancel.calls == [(False, [], DEACTIVATED_MESSAGE)]
     assert [e.type for e in out.events] == [TrackEventType.REJECTED]
     late, late_cancel = Replies(), Replies()
     deliver(worker.submit(request(car.boxes[0], 0, "late", late)))
@@ -198,6 +200,102 @@ def test_beyond_the_pending_limit_requests_are_answered_busy_at_once(worker, car
     assert worker.state().pending_requests == LIMITS.max_pending_requests
 
 
+def test_requests_for_one_id_apply_in_arrival_order(worker, car, runtime):
+    """start, cancel, start, cancel for one id in one step: the cancels never overtake the starts
+    (they were answered first, "no active target", and the target stayed tracked)."""
+    worker.offer_frame(frame(car.frame(0), 0))
+    replies = [Replies() for _ in range(5)]
+    worker.submit(request(car.boxes[0], 0, "x", replies[0]))
+    worker.cancel("x", replies[1])
+    worker.submit(request(car.boxes[0], 0, "x", replies[2]))
+    worker.cancel("x", replies[3])
+    worker.submit(request(car.boxes[0], 0, "y", replies[4]))
+    out = run_step(worker)
+    assert [r.calls for r in replies] == [[(True, "x", "")], [(True, ["x"], "")], [(True, "x", "")],
+                                          [(True, ["x"], "")], [(True, "y", "")]]
+    assert [t for t, _ in events_of(out, "x")] == [TrackEventType.INITIALIZED, TrackEventType.CANCELLED] * 2
+    assert runtime.target_ids == ["y"]
+
+
+def test_a_waiting_start_holds_back_the_later_requests_for_its_id(worker, car, runtime):
+    worker.offer_frame(frame(car.frame(0), 0))
+    start, cancel, other = Replies(), Replies(), Replies()
+    worker.submit(request(car.boxes[0], 1, "x", start))        # for frame 1, still to come
+    worker.cancel("x", cancel)
+    worker.submit(request(car.boxes[0], 0, "y", other))        # another id is not held back
+    run_step(worker)
+    assert start.calls == [] and cancel.calls == [] and other.calls == [(True, "y", "")]
+    worker.offer_frame(frame(car.frame(1), 1))
+    run_step(worker)
+    assert start.calls == [(True, "x", "")] and cancel.calls == [(True, ["x"], "")]
+    assert runtime.target_ids == ["y"]
+
+
+def test_a_stop_ends_a_long_catch_up_between_frames(worker, car, runtime):
+    """The stop comes while the step catches up (here: from the engine's own thread, after a few
+    frames): the step returns at the next frame, its answer and events still go out."""
+    for i in range(LIMITS.frame_buffer_size):
+        worker.offer_frame(frame(car.frame(i), i))
+    calls = []
+    real_update = runtime.update
+
+    def update(rgb, ids=None):
+        calls.append(1)
+        if len(calls) == 3:
+            worker.stop()
+        return real_update(rgb, ids)
+    runtime.update = update
+    try:
+        replies = Replies()
+        worker.submit(request(car.boxes[0], 0, "car", replies))
+        out = run_step(worker)
+    finally:
+        del runtime.update
+    assert len(calls) == 3 and out.tracks is None            # not the 28 frames, nor the newest
+    assert replies.calls == [(True, "car", "")] and events_of(out, "car")[0][0] is TrackEventType.INITIALIZED
+    assert not worker.accepting and worker.take(NO_WAIT) is None
+
+
+def test_a_new_image_size_restarts_a_target_on_its_scaled_box(worker, car):
+    worker.offer_frame(frame(car.frame(0), 0))
+    worker.submit(request(car.boxes[0], 0, "car"))
+    run_step(worker)
+    small = car.frame(1)[::2, ::2].copy()                        # the camera halves its resolution
+    worker.offer_frame(frame(small, 1))
+    out = run_step(worker)
+    (event,) = out.events
+    assert event.type is TrackEventType.INITIALIZED and "size changed" in event.reason and event.header == 1
+    np.testing.assert_allclose(event.box, np.asarray(car.boxes[0]) * 0.5, atol=1.0)
+    assert [t.target_id for t in out.tracks] == ["car"]
+    assert worker.telemetry.skips.counts["image_size_changed"] == 1
+    worker.offer_frame(frame(small, 2))
+    assert [t.target_id for t in run_step(worker).tracks] == ["car"]    # tracked on the new size
+
+
+def test_a_new_frame_id_cancels_the_targets_with_the_reason(worker, car, runtime):
+    worker.offer_frame(frame(car.frame(0), 0))
+    worker.submit(request(car.boxes[0], 0, "car"))
+    run_step(worker)
+    worker.offer_frame(Frame(stamp(1), "other_camera", car.frame(1), received_ns=0, header=1))
+    out = run_step(worker)
+    (event,) = out.events
+    assert event.type is TrackEventType.CANCELLED and "frame_id changed" in event.reason
+    assert out.tracks == [] and runtime.target_ids == []
+
+
+def test_cleanup_cancels_every_target(worker, car, runtime):
+    worker.offer_frame(frame(car.frame(0), 0))
+    worker.submit(request(car.boxes[0], 0, "a"))
+    worker.submit(request(car.boxes[0], 0, "b"))
+    run_step(worker)
+    worker.stop()
+    out = worker.clear()
+    assert sorted((e.target_id, e.type) for e in out.events) == [("a", TrackEventType.CANCELLED),
+                                                                 ("b", TrackEventType.CANCELLED)]
+    assert all("cleaned up" in e.reason for e in out.events)
+    assert runtime.target_ids == [] and worker.listing == ()
+
+
 # ---------------------------------------------------------------------------------- parameters
 def test_config_yaml_gives_every_parameter_its_declared_default():
     doc = yaml.safe_load((REPO_ROOT / "config" / "tracker.yaml").read_text())
@@ -212,3 +310,17 @@ def test_parameter_changes_are_checked_without_a_model():
     refused = check_changes({"reacquire_threshold": 0.5}, {**values, "reacquire_threshold": 0.5}, None)
     assert "must not be below" in refused
     assert check_changes({"max_targets": 0}, values, None) is not None
+
+
+# ---------------------------------------------------------------------------------- transport
+def test_frames_lost_in_transport_are_counted_and_large_frames_warned_once():
+    telemetry = Telemetry()
+    watch = TransportWatch(telemetry, environ={})
+    assert watch.frame_arrived(FASTDDS_DEFAULT_SEGMENT_BYTES) is None          # fits the default segment
+    warning = watch.frame_arrived(FASTDDS_DEFAULT_SEGMENT_BYTES + 1)
+    assert PROFILE_ENV in warning and "fastdds_large_images.xml" in warning
+    assert watch.frame_arrived(FASTDDS_DEFAULT_SEGMENT_BYTES + 1) is None      # once
+    assert TransportWatch(telemetry, {PROFILE_ENV: "/p.xml"}).frame_arrived(10 * FASTDDS_DEFAULT_SEGMENT_BYTES) is None
+    assert "3 frame(s) lost" in watch.frames_lost(3, 3)
+    assert watch.frames_lost(2, 5) is None                                     # throttled, still counted
+    assert telemetry.skips.counts[LOST_IN_TRANSPORT] == 5

@@ -38,8 +38,8 @@ def tracker(ros_context, tmp_path, untrained_lite_model):
     started = []
 
     def start(name: str, compressed: bool = False, model=None, diagnostics: bool = False, **params):
-        proc = start_tracker(tmp_path, name, model=str(model or untrained_lite_model), compressed=compressed,
-                             intra_op_threads=1, **params)
+        proc = start_tracker(tmp_path, name, model=str(model or untrained_lite_model),
+                             image_transport="compressed" if compressed else "raw", intra_op_threads=1, **params)
         client = TrackerClient(name, compressed=compressed, context=ros_context, name=f"client_{name}",
                                diagnostics=name if diagnostics else None)
         started.append((proc, client))

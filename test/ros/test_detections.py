@@ -105,3 +105,40 @@ def test_without_vision_msgs_the_node_tracks_and_says_so(tracker, shared):
     assert any(_by_stamp(client.tracks)[s].objects for s in stamps)
     assert client.node.count_publishers(f"{client.node.get_namespace()}/{DETECTIONS_TOPIC}") == 0
     assert "vision_msgs is not installed" in proc.log_text()
+
+
+@pytest.mark.skipif(not VISION_MSGS_AVAILABLE, reason=NO_VISION_MSGS)
+def test_bag_replay_records_detections_beside_tracks(ros_context, shared, tmp_path, untrained_lite_model):
+    """`python -m stark_ros.bag replay` writes the node's detections into its output bag, one per
+    tracks message with the same stamp and box."""
+    from rosbags.highlevel import AnyReader
+
+    from stark_ros.bag import write_sequence_bag
+    from stark_ros.bag.io import typestore
+    from stark_ros.bag.replay import _register_vision_msgs, replay
+
+    seq_dir = tmp_path / SEQUENCE
+    (seq_dir / "img").mkdir(parents=True)
+    source = shared / "data" / "sot" / SEQUENCE
+    for path in sorted((source / "img").glob("*.jpg"))[:FRAMES]:
+        (seq_dir / "img" / path.name).write_bytes(path.read_bytes())
+    gt = (source / "groundtruth.txt").read_text().splitlines()[:FRAMES]
+    (seq_dir / "groundtruth.txt").write_text("\n".join(gt) + "\n")
+    bag = write_sequence_bag(seq_dir, tmp_path / "bag", rate_hz=5.0)
+    replay(bag, tmp_path / "out", model=untrained_lite_model, extra_params={"intra_op_threads": 1})
+
+    store = typestore()
+    _register_vision_msgs(store)
+    by_topic: dict = {"/tracks": {}, f"/{DETECTIONS_TOPIC}": {}}
+    with AnyReader([tmp_path / "out" / "tracks_bag"], default_typestore=store) as reader:
+        wanted = [c for c in reader.connections if c.topic in by_topic]
+        for conn, _, raw in reader.messages(connections=wanted):
+            msg = reader.deserialize(raw, conn.msgtype)
+            by_topic[conn.topic][(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+    tracks, detections = by_topic["/tracks"], by_topic[f"/{DETECTIONS_TOPIC}"]
+    assert tracks and set(detections) == set(tracks)
+    for stamp, arr in detections.items():
+        objs = tracks[stamp].objects
+        assert [d.id for d in arr.detections] == [o.id for o in objs]
+        for det, obj in zip(arr.detections, objs, strict=True):
+            assert (det.bbox.center.position.x, det.bbox.size_x) == (obj.bbox.center.position.x, obj.bbox.size_x)

@@ -4,8 +4,10 @@ the PyPI route has no launch/launch_ros wheels).
 The installed launch file is run the way `ros2 launch stark_ros tracker.launch.py ...` runs it: by
 `ros2 launch` itself where ros2cli is installed, otherwise by a child Python that includes it in a
 `launch.LaunchService` (what `ros2 launch` does underneath). The test then checks over DDS what the
-launch arguments must have done to the node: its name and namespace, its parameters (YAML file, then
-the arguments on top), the remapped image topic, the log level; and that SIGINT stops everything."""
+launch arguments must have done to the node: its name and namespace (`tracker` by default), its
+parameters (YAML file, then the arguments on top), the remapped image topic and the image transport
+that follows it, the log level, the Fast DDS profile in the node's environment; and that SIGINT stops
+everything."""
 
 import os
 import re
@@ -31,6 +33,13 @@ PACKAGE_SHARE = locate.share_dir()
 LAUNCH_FILE = PACKAGE_SHARE / "launch" / "tracker.launch.py"
 INSTALLED_PARAMS = PACKAGE_SHARE / "config" / "tracker.yaml"
 NODE_NAME = "stark_tracker"
+DEFAULT_NAMESPACE = "/tracker"
+DEFAULT_IMAGE_TOPIC = "/image"
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+INSTALLED_PROFILE = PACKAGE_SHARE / "config" / "fastdds_large_images.xml"
+# The launched node logs in this format whatever the person running the tests set: rcutils' default
+# puts a timestamp between the severity and the logger name, which a fixed expectation cannot match.
+LOG_FORMAT = "[{severity}] [{name}]: {message}"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
@@ -59,14 +68,15 @@ def _ros2_launch_available() -> bool:
 class Launched:
     """The installed tracker.launch.py running in its own process group, output in a log file."""
 
-    def __init__(self, tmp_path: Path, **arguments):
+    def __init__(self, tmp_path: Path, env: dict | None = None, **arguments):
         args = [f"{key}:={value}" for key, value in arguments.items()]
         if _ros2_launch_available():
             cmd = ["ros2", "launch", "stark_ros", LAUNCH_FILE.name, *args]
         else:
             cmd = [sys.executable, "-c", LAUNCH_SCRIPT, str(LAUNCH_FILE), *args]
-        env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / "ros_log"), PYTHONUNBUFFERED="1")
-        self.log_path = tmp_path / f"launch_{arguments.get('namespace', 'root')}.log"
+        env = {**os.environ, "ROS_LOG_DIR": str(tmp_path / "ros_log"), "PYTHONUNBUFFERED": "1",
+               "RCUTILS_CONSOLE_OUTPUT_FORMAT": LOG_FORMAT, "RCUTILS_COLORIZED_OUTPUT": "0", **(env or {})}
+        self.log_path = tmp_path / f"launch_{len(list(tmp_path.glob('launch_*.log')))}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
@@ -76,6 +86,12 @@ class Launched:
 
     def node_pids(self) -> list[int]:
         return [int(pid) for pid in re.findall(r"process started with pid \[(\d+)\]", self.log())]
+
+    def node_environment(self) -> dict:
+        """The launched node's environment, as its process was started with it."""
+        pids = wait_for(self.node_pids, START_TIMEOUT_S, "the node's process")
+        raw = Path(f"/proc/{pids[0]}/environ").read_bytes()
+        return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
 
     def stop(self) -> int:
         """SIGINT (Ctrl-C) to the launch process, which stops the node; SIGKILL to the group if not."""
@@ -100,14 +116,14 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture()
 def launched(ros_context, tmp_path):
-    """launch(**arguments) -> (Launched, probe node); both stopped after the test, the node checked gone."""
+    """launch(env=None, **arguments) -> (Launched, probe node); both stopped after the test, the node checked gone."""
     import rclpy
 
     started = []
     probe = rclpy.create_node("launch_probe", context=ros_context)
 
-    def launch(**arguments):
-        started.append(Launched(tmp_path, **arguments))
+    def launch(env=None, **arguments):
+        started.append(Launched(tmp_path, env=env, **arguments))
         return started[-1], probe
 
     yield launch
@@ -161,8 +177,20 @@ def _yaml_parameters(path: Path) -> dict:
     return yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
 
 
-def test_launch_file_defaults_yaml_model_namespace_and_image_remap(launched, untrained_lite_model):
+def test_launch_file_defaults_namespace_image_and_profile(launched, untrained_lite_model):
+    """Without arguments the node lives in the namespace `tracker`, reads /image, and runs with the
+    installed large-image profile."""
     assert LAUNCH_FILE.is_file()
+    run, probe = launched(model=untrained_lite_model, env={PROFILE_ENV: ""})
+    assert _wait_subscribed(probe, DEFAULT_IMAGE_TOPIC, DEFAULT_NAMESPACE, run) == "sensor_msgs/msg/Image"
+    for topic in ("tracks", "events", "overlay"):
+        assert wait_for(lambda t=topic: probe.count_publishers(f"{DEFAULT_NAMESPACE}/{t}"), START_TIMEOUT_S,
+                        f"{DEFAULT_NAMESPACE}/{topic}")
+    assert probe.count_publishers("/tracks") == 0
+    assert run.node_environment().get(PROFILE_ENV) == str(INSTALLED_PROFILE)
+
+
+def test_launch_file_defaults_yaml_model_namespace_and_image_remap(launched, untrained_lite_model):
     run, probe = launched(model=untrained_lite_model, namespace="launched", image="/launch_test/camera/image_raw")
 
     expected = _yaml_parameters(INSTALLED_PARAMS)
@@ -182,21 +210,23 @@ def test_launch_file_defaults_yaml_model_namespace_and_image_remap(launched, unt
              "the node's INFO line")
 
 
-def test_launch_file_params_file_compressed_sim_time_log_level(launched, untrained_lite_model, tmp_path):
+def test_launch_file_params_file_image_transport_sim_time_log_level(launched, untrained_lite_model, tmp_path):
     custom = _yaml_parameters(INSTALLED_PARAMS)
     custom.update(model="/no/such/model", frame_buffer_size=12, max_targets=5, queue_size=3, intra_op_threads=1,
-                  lost_frames=7, compressed=False)
+                  lost_frames=7, image_transport="raw")
     params_file = tmp_path / "custom.yaml"
     params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": custom}}))
 
     run, probe = launched(params_file=params_file, model=untrained_lite_model, namespace="launched_custom",
-                          image="/launch_test/cam_custom", compressed="true", use_sim_time="true",
+                          image="/launch_test/cam_custom", image_transport="compressed", use_sim_time="true",
                           log_level="warn")
 
     params = _get_parameters(probe, "/launched_custom", [*custom, "use_sim_time"], run)
     # The YAML file's values, then the launch arguments on top of them.
-    assert params == {**custom, "model": str(untrained_lite_model), "compressed": True, "use_sim_time": True}
+    assert params == {**custom, "model": str(untrained_lite_model), "image_transport": "compressed",
+                      "use_sim_time": True}
 
+    # image_transport's convention: the compressed topic follows the remapped base topic.
     assert (_wait_subscribed(probe, "/launch_test/cam_custom/compressed", "/launched_custom", run)
             == "sensor_msgs/msg/CompressedImage")
     assert probe.count_subscribers("/launch_test/cam_custom") == 0
@@ -209,12 +239,32 @@ def test_launch_file_params_file_compressed_sim_time_log_level(launched, untrain
     assert "active: tracking on" not in run.log()
 
 
+def test_launch_transport_profile_choices(launched, untrained_lite_model, tmp_path):
+    """A profile set in the environment wins over the default; a path given for this launch wins over
+    the environment; `none` takes Fast DDS's defaults even where the environment names a profile."""
+    from_shell = tmp_path / "shell_profile.xml"
+    typed = tmp_path / "typed_profile.xml"
+    for path in (from_shell, typed):
+        path.write_text(INSTALLED_PROFILE.read_text())
+    env = {PROFILE_ENV: str(from_shell)}
+    runs = {choice: launched(env=env, model=untrained_lite_model, namespace=f"profile_{name}",
+                             **({"transport_profile": choice} if choice else {}))[0]
+            for name, choice in (("default", None), ("typed", str(typed)), ("none", "none"))}
+    assert runs[None].node_environment().get(PROFILE_ENV) == str(from_shell)
+    assert runs[str(typed)].node_environment().get(PROFILE_ENV) == str(typed)
+    assert PROFILE_ENV not in runs["none"].node_environment()
+
+
 def test_launch_log_level_applies_to_the_node_only(launched, untrained_lite_model):
-    """log_level:=debug shows the node's debug lines, not rcl's (which printed 20,000 lines in 13 s)."""
+    """log_level:=debug shows the node's debug lines, not rcl's (which printed 20,000 lines in 13 s).
+    Every launch here logs in LOG_FORMAT (set by Launched), so the lines match whatever
+    RCUTILS_CONSOLE_OUTPUT_FORMAT the person running the tests has."""
     run, probe = launched(model=untrained_lite_model, namespace="launched_debug", log_level="debug")
     assert wait_for(lambda: probe.count_publishers("/launched_debug/tracks"), START_TIMEOUT_S,
                     "/launched_debug/tracks")
     wait_for(lambda: "active: tracking on" in run.log(), START_TIMEOUT_S, "the node's INFO line")
     log = run.log()
+    assert run.node_environment()["RCUTILS_CONSOLE_OUTPUT_FORMAT"] == LOG_FORMAT
     assert "[DEBUG] [launched_debug.stark_tracker]: parameters:" in log
+    # rcl's loggers are named rcl, rcl.*, rcl_lifecycle: any of their debug lines would match.
     assert "[DEBUG] [rcl" not in log

@@ -13,8 +13,9 @@ from stark_ros.core.geometry import crop_around
 from stark_ros.datasets import Sequence, load_simple_sequence
 from stark_ros.datasets.coco import load_coco
 from stark_ros.tracking.settings import TrackerSettings
+from stark_ros.training.augmentation import visible_fraction
 from stark_ros.training.config import Augmentation
-from stark_ros.training.data import PairDataset, collate, valid_frames, visible_fraction
+from stark_ros.training.data import PairDataset, collate, valid_frames
 
 SETTINGS = TrackerSettings(template_size=64, search_size=128)
 NO_AUG = Augmentation(search_center_jitter=0.0, search_scale_jitter=0.0, brightness=0.0, grayscale_prob=0.0,

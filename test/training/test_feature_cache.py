@@ -10,18 +10,19 @@ import pytest
 import torch
 
 from stark_ros.datasets import Sequence, load_simple_sequence
+from stark_ros.training.augmentation import CropAugmenter
 from stark_ros.training.config import load_config
-from stark_ros.training.engine import Trainer, build_training_model
 from stark_ros.training.feature_cache import (
     ABSENT_VARIANT,
     CachedPairDataset,
     CacheSpec,
     FeatureCache,
-    augmentation_source,
     build_feature_cache,
     frame_crops,
 )
-from stark_ros.training.losses import box_losses
+from stark_ros.training.objective import box_losses
+from stark_ros.training.recipe import build_training_model
+from stark_ros.training.trainer import Trainer
 
 TINY = Path(__file__).resolve().parents[2] / "training" / "configs" / "tiny.yaml"
 FRAMES = 4
@@ -48,10 +49,10 @@ def cached(shared, tmp_path_factory):
 
 def test_fast_path_gives_the_plain_path_loss_on_the_same_sample(cached):
     cfg, model, seqs, cache = cached
-    aug_source = augmentation_source(seqs, model.config.tracker, cfg.data.aug)
+    augmenter = CropAugmenter(model.config.tracker, cfg.data.aug)
     crops = {}
     for fi in range(FRAMES):
-        for kind, img, mask, box, index in frame_crops(aug_source, SPEC, 0, seqs[0], fi):
+        for kind, img, mask, box, index in frame_crops(augmenter, SPEC, 0, seqs[0], fi):
             crops[(kind, *index)] = (img, mask, box)
     # One sample: templates of frames 0 and 1, the search crop of frame 3, all of flip parity 1.
     keys = [("template", 0, 0, 1), ("template", 0, 1, 1)]

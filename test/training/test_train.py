@@ -15,7 +15,8 @@ import torch
 
 from stark_ros.model import load_checkpoint
 from stark_ros.training.config import load_config
-from stark_ros.training.engine import FINAL, LATEST, Trainer, evaluate_pairs
+from stark_ros.training.objective import evaluate_pairs
+from stark_ros.training.trainer import FINAL, LATEST, Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "training" / "configs" / "tiny.yaml"

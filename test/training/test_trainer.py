@@ -9,7 +9,7 @@ import torch
 
 from stark_ros.model import load_checkpoint
 from stark_ros.training.config import load_config
-from stark_ros.training.engine import LATEST, Trainer
+from stark_ros.training.trainer import LATEST, Trainer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 MICRO = CONFIGS / "micro.yaml"
