@@ -12,6 +12,7 @@ from pathlib import Path
 
 from stark_ros.tracking import model_metadata as md
 from stark_ros.tracking.lost import LostSettings
+from stark_ros.tracking.redetect import RedetectSettings
 from stark_ros.tracking.settings import TrackerSettings
 
 
@@ -40,6 +41,23 @@ def write_lost_settings(model_dir, lost: LostSettings, source: str, score_source
         if tracker_changes:
             settings = TrackerSettings.from_dict(json.loads(values[md.KEY_SETTINGS]))
             values[md.KEY_SETTINGS] = json.dumps(replace(settings, **tracker_changes).to_dict())
+        replace_metadata(proto, values)
+        onnx.save(proto, str(path))
+        written.append(path)
+    return written
+
+
+def write_redetect_settings(model_dir, redetect: RedetectSettings, source: str) -> list[Path]:
+    """Set (or replace) :data:`md.KEY_REDETECT_SETTINGS` in ``template.onnx`` and ``track.onnx``."""
+    import onnx
+
+    written = []
+    for name in (md.TEMPLATE_FILE, md.TRACK_FILE):
+        path = Path(model_dir) / name
+        proto = onnx.load(str(path))
+        values = {p.key: p.value for p in proto.metadata_props}
+        values[md.KEY_REDETECT_SETTINGS] = json.dumps(redetect.to_dict())
+        values[md.KEY_REDETECT_SETTINGS_SOURCE] = source
         replace_metadata(proto, values)
         onnx.save(proto, str(path))
         written.append(path)

@@ -17,6 +17,7 @@ from typing import Any
 from stark_ros.core.images import DEFAULT_MAX_IMAGE_PIXELS
 from stark_ros.runtime import RuntimeOptions, StarkRuntime, resolve_model
 from stark_ros.tracking.lost import LostSettings
+from stark_ros.tracking.redetect import RedetectSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ LOG = logging.getLogger(__name__)
 # its score study wrote into its metadata; generic LostSettings() for a model without a study).
 FROM_MODEL_THRESHOLD = -1.0
 FROM_MODEL_FRAMES = 0
+# Re-detection's crop budget: negative means the model's own (0 is a real choice: off).
+FROM_MODEL_CROPS = -1
 # Service calls DDS keeps per service (rclpy's default of 10 lost 37 of 50 concurrent calls); the
 # package's clients keep as many responses (stark_ros.interface.SERVICE_QUEUE_DEPTH, the same
 # number: this module stays free of rclpy, a ROS test compares the two).
@@ -92,6 +95,16 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
               "REACQUIRED; negative = the model's own.", read_only=False, range=(FROM_MODEL_THRESHOLD, 1.0)),
     Parameter("reacquire_frames", FROM_MODEL_FRAMES, "Consecutive confident frames before a LOST target is "
               "REACQUIRED; 0 = the model's own.", read_only=False, range=(FROM_MODEL_FRAMES, 1000)),
+    Parameter("redetect_crops_per_frame", FROM_MODEL_CROPS, "Re-detection while LOST: extra search crops per "
+              "frame, shared by all LOST targets (0 = off); negative = the model's own.",
+              range=(FROM_MODEL_CROPS, 1000)),
+    Parameter("redetect_every_frames", FROM_MODEL_FRAMES, "Re-detection: tiles are cut on every this-many-th "
+              "frame with a LOST target; 0 = the model's own.", range=(FROM_MODEL_FRAMES, 1000)),
+    Parameter("redetect_confirm_frames", FROM_MODEL_FRAMES, "Re-detection: frames in a row a candidate must hold "
+              "before it is REACQUIRED; 0 = the model's own.", range=(FROM_MODEL_FRAMES, 1000)),
+    Parameter("redetect_candidate_threshold", FROM_MODEL_THRESHOLD, "Re-detection: confidence (judged like the "
+              "lost thresholds) a candidate needs; negative = the model's own.",
+              range=(FROM_MODEL_THRESHOLD, 1.0)),
     Parameter("update_interval", 0, "Frames between dynamic-template updates (0 = the model's default).",
               range=(0, 100000)),
     Parameter("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
@@ -101,6 +114,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
               "vision_msgs is installed)."),
 )}
 LOST_PARAMETERS = ("lost_threshold", "lost_frames", "reacquire_threshold", "reacquire_frames")
+# Re-detection parameters (read at configure): "redetect_" + a RedetectSettings field.
+REDETECT_PREFIX = "redetect_"
+REDETECT_PARAMETERS = tuple(name for name in PARAMETERS if name.startswith(REDETECT_PREFIX))
 
 
 def defaults() -> dict[str, Any]:
@@ -117,6 +133,17 @@ def lost_settings(model_lost: LostSettings | None, values: dict) -> LostSettings
     """The model's lost settings (the generic ones for a model without) with the parameters'
     overrides; ValueError for a combination LostSettings refuses."""
     return replace(model_lost or LostSettings(), **lost_overrides(values))
+
+
+def redetect_overrides(values: dict) -> dict:
+    """The re-detection parameters that override the model's own, as RedetectSettings fields."""
+    return {k[len(REDETECT_PREFIX):]: v for k, v in values.items() if k in REDETECT_PARAMETERS
+            and not (v < 0 if isinstance(v, float) or k == "redetect_crops_per_frame" else v == FROM_MODEL_FRAMES)}
+
+
+def redetect_settings(model_redetect: RedetectSettings, values: dict) -> RedetectSettings:
+    """The model's re-detection settings with the parameters' overrides."""
+    return replace(model_redetect, **redetect_overrides(values))
 
 
 def check_changes(changes: dict, values: dict, model_lost: LostSettings | None) -> str | None:
@@ -148,4 +175,10 @@ def load_runtime(value: Callable[[str], Any]) -> StarkRuntime:
               else "generic (the model has no score study)")
     LOG.info(f"lost-target settings: {runtime.lost_settings}; {origin}"
              + (f", overridden by parameters {overrides}" if overrides else ""))
+    chosen = redetect_overrides({k: value(k) for k in REDETECT_PARAMETERS})
+    runtime.set_redetect_settings(redetect_settings(runtime.redetect_settings, chosen))
+    origin = (f"the model's ({runtime.info.redetect_source})" if runtime.info.redetect is not None
+              else "generic (none in the model's metadata)")
+    LOG.info(f"re-detection while LOST: {runtime.redetect_settings}; {origin}"
+             + (f", overridden by parameters {chosen}" if chosen else ""))
     return runtime

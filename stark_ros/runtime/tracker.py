@@ -36,7 +36,8 @@ class StarkRuntime(TrackingPolicy):
         # The model's own thresholds (from its score study, in its metadata) unless the caller gives
         # others; generic defaults, said in the log, for a model without a study.
         super().__init__(engine, self.info.settings, lost, model_lost=self.info.lost,
-                         lost_source=self.info.lost_source, variant=self.info.variant, **overrides)
+                         lost_source=self.info.lost_source, variant=self.info.variant,
+                         model_redetect=self.info.redetect, **overrides)
         if self.options.warmup:
             self._warm_up()
 

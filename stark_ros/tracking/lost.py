@@ -149,15 +149,42 @@ class LostMonitor:
         frames = int(self.settings.reference_frames)
         if frames == 0:
             return score
-        reference = self.reference_score
-        judged = 1.0 if reference is None else min(1.0, score / reference)
+        judged = self.relative(score)
         if len(self.first_scores) < frames and judged >= self.settings.lost_threshold:
             self.first_scores.append(score)
         return judged
 
+    def relative(self, score: float) -> float:
+        """``score`` as the thresholds judge it, without teaching the reference (for boxes that
+        are not the target's own track: re-detection's)."""
+        if int(self.settings.reference_frames) == 0:
+            return score
+        reference = self.reference_score
+        return 1.0 if reference is None else min(1.0, score / reference)
+
+    def reported_box(self, search_box) -> np.ndarray:
+        """The box a caller is told: the tracked box, and while LOST the last confident box, where
+        the target was last seen (the search may follow the network elsewhere meanwhile)."""
+        if self.state is TargetState.LOST:
+            return self.last_confident_box.copy()
+        return np.asarray(search_box, dtype=np.float64).copy()
+
+    def reacquire(self, box) -> TrackEventType:
+        """The target is found again at ``box`` (by the local search or by re-detection)."""
+        self.state = TargetState.TRACKING
+        self.frames_since_confident = 0
+        self.lost_for = 0
+        self.reacquire_streak = 0
+        self.last_confident_box = np.asarray(box, dtype=np.float64).copy()
+        return TrackEventType.REACQUIRED
+
+    def stay_lost(self) -> None:
+        self.frames_since_confident += 1
+        self.lost_for += 1
+
     def observe(self, score: float, predicted_box) -> tuple[np.ndarray, TrackEventType | None]:
-        """Returns (box to report and to search around next, event or None). NaN scores (a
-        model without a score head) never change the state."""
+        """Returns (box to search around next, event or None); the box to report is
+        :meth:`reported_box` of it. NaN scores (a model without a score head) never change the state."""
         s = self.settings
         predicted_box = np.asarray(predicted_box, dtype=np.float64)
         if math.isnan(score):
@@ -168,18 +195,12 @@ class LostMonitor:
             if score > s.reacquire_threshold:
                 self.reacquire_streak += 1
                 if self.reacquire_streak >= s.reacquire_frames:
-                    self.state = TargetState.TRACKING
-                    self.frames_since_confident = 0
-                    self.lost_for = 0
-                    self.reacquire_streak = 0
-                    self.last_confident_box = predicted_box.copy()
-                    return predicted_box, TrackEventType.REACQUIRED
+                    return predicted_box, self.reacquire(predicted_box)
             elif self.reacquire_streak > 0:
                 # One doubtful frame slows a reacquisition under way instead of restarting it: a
                 # target coming back into view scores high on most frames, not on every one.
                 self.reacquire_streak -= 1
-            self.frames_since_confident += 1
-            self.lost_for += 1
+            self.stay_lost()
             return self._box_while_lost(predicted_box), None
         if score >= s.lost_threshold:
             self.frames_since_confident = 0

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from stark_ros.tracking.lost import LostSettings
+from stark_ros.tracking.redetect import RedetectSettings
 from stark_ros.tracking.settings import TrackerSettings
 
 TEMPLATE_FILE = "template.onnx"
@@ -31,6 +32,10 @@ KEY_SOURCE_SHA256 = "stark_ros.source_sha256"
 # (LostSettings.to_dict() as JSON), and where they came from. Absent: no tuned thresholds.
 KEY_LOST_SETTINGS = "stark_ros.lost_settings"
 KEY_LOST_SETTINGS_SOURCE = "stark_ros.lost_settings_source"
+# Optional: the re-detection settings while LOST chosen for this model (RedetectSettings.to_dict()
+# as JSON), and where they came from. Absent: the generic RedetectSettings().
+KEY_REDETECT_SETTINGS = "stark_ros.redetect_settings"
+KEY_REDETECT_SETTINGS_SOURCE = "stark_ros.redetect_settings_source"
 FORMAT_VERSION = "1"
 GRAPH_TEMPLATE = "template"
 GRAPH_TRACK = "track"
@@ -63,6 +68,9 @@ class ModelInfo:
     # The model's own lost-target thresholds (None: it has no score study).
     lost: LostSettings | None = None
     lost_source: str = ""
+    # The model's own re-detection settings (None: the generic ones).
+    redetect: RedetectSettings | None = None
+    redetect_source: str = ""
 
     @classmethod
     def from_metadata(cls, meta: dict, source: str) -> ModelInfo:
@@ -74,12 +82,19 @@ class ModelInfo:
             settings = TrackerSettings.from_dict(json.loads(meta[KEY_SETTINGS]))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{source}: unreadable {KEY_SETTINGS} metadata: {exc}") from None
-        lost = None
-        if KEY_LOST_SETTINGS in meta:
-            try:
-                lost = LostSettings.from_dict(json.loads(meta[KEY_LOST_SETTINGS]))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{source}: unreadable {KEY_LOST_SETTINGS} metadata: {exc}") from None
+        lost = _optional(meta, KEY_LOST_SETTINGS, LostSettings, source)
+        redetect = _optional(meta, KEY_REDETECT_SETTINGS, RedetectSettings, source)
         return cls(variant=meta[KEY_VARIANT], settings=settings,
                    exporter_version=meta[KEY_EXPORTER_VERSION], source_sha256=meta[KEY_SOURCE_SHA256],
-                   lost=lost, lost_source=meta.get(KEY_LOST_SETTINGS_SOURCE, ""))
+                   lost=lost, lost_source=meta.get(KEY_LOST_SETTINGS_SOURCE, ""),
+                   redetect=redetect, redetect_source=meta.get(KEY_REDETECT_SETTINGS_SOURCE, ""))
+
+
+def _optional(meta: dict, key: str, kind, source: str):
+    """``kind.from_dict`` of the JSON under ``key``; None where the model has none."""
+    if key not in meta:
+        return None
+    try:
+        return kind.from_dict(json.loads(meta[key]))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{source}: unreadable {key} metadata: {exc}") from None

@@ -42,6 +42,7 @@ from stark_ros.core.geometry import (
 )
 from stark_ros.tracking.appearance import AppearanceModel
 from stark_ros.tracking.lost import LostMonitor, LostSettings, TargetState, TrackEventType
+from stark_ros.tracking.redetect import Redetector, RedetectSettings, Sighting
 from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, TrackerSettings, with_overrides
 
 LOG = logging.getLogger(__name__)
@@ -147,15 +148,19 @@ class TrackingPolicy:
     (:data:`~stark_ros.tracking.settings.OVERRIDABLE` names, None = the model's) are a caller's
     choices, applied here and nowhere else. ``lost`` are the caller's lost-target thresholds, else
     ``model_lost`` (the model's score study), else the generic :class:`LostSettings`, which the
-    policy says in the log.
+    policy says in the log. ``redetect`` / ``model_redetect`` are the re-detection settings while
+    LOST (:mod:`stark_ros.tracking.redetect`) the same way.
     """
 
     def __init__(self, engine: Engine, settings: TrackerSettings, lost: LostSettings | None = None, *,
-                 model_lost: LostSettings | None = None, lost_source: str = "", variant: str = "", **overrides):
+                 model_lost: LostSettings | None = None, lost_source: str = "", variant: str = "",
+                 redetect: RedetectSettings | None = None, model_redetect: RedetectSettings | None = None,
+                 **overrides):
         self.engine = engine
         self.settings = with_overrides(settings, **overrides)
         self.variant = variant
         self.lost_settings = lost or model_lost or LostSettings()
+        self.redetector = Redetector(redetect or model_redetect or RedetectSettings())
         self._slots = 1 + self.settings.num_dynamic_templates
         self._targets: dict[str, _Target] = {}
         self._ids = itertools.count(1)
@@ -193,6 +198,14 @@ class TrackingPolicy:
     def target_ids(self) -> list[str]:
         return list(self._targets)
 
+    @property
+    def redetect_settings(self) -> RedetectSettings:
+        return self.redetector.settings
+
+    def set_redetect_settings(self, settings: RedetectSettings) -> None:
+        """New re-detection settings; scans under way start afresh."""
+        self.redetector = Redetector(settings)
+
     def set_lost_settings(self, settings: LostSettings) -> None:
         self.lost_settings = settings
         for target in self._targets.values():
@@ -211,14 +224,18 @@ class TrackingPolicy:
             target_id=target_id, templates=[template] * self._slots, box=box,
             monitor=LostMonitor(self.lost_settings, box),
             appearance=AppearanceModel(frame, box) if self.uses_appearance_score else None)
+        self.redetector.forget(target_id)
         return target_id
 
     def remove_target(self, target_id: str) -> bool:
+        self.redetector.forget(str(target_id))
         return self._targets.pop(str(target_id), None) is not None
 
     def clear(self) -> list[str]:
         ids = list(self._targets)
         self._targets.clear()
+        for target_id in ids:
+            self.redetector.forget(target_id)
         return ids
 
     def set_box(self, target_id: str, box) -> None:
@@ -227,6 +244,7 @@ class TrackingPolicy:
         target = self._targets[str(target_id)]
         target.box = np.asarray(box, dtype=np.float64).copy()
         target.monitor = LostMonitor(self.lost_settings, target.box)
+        self.redetector.forget(target.target_id)
 
     def box_of(self, target_id: str) -> np.ndarray:
         return self._targets[str(target_id)].box.copy()
@@ -248,6 +266,7 @@ class TrackingPolicy:
                                             images, masks)
         results = [self._step(frame, t, boxes[i, QUERY], None if logits is None else float(logits[i, QUERY]),
                               searches[i]) for i, t in enumerate(targets)]
+        results = self._redetect(frame, targets, results)
         self._refresh_templates(frame, [t for t, r in zip(targets, results, strict=True)
                                         if self._template_due(t, r.score)])
         return results
@@ -256,10 +275,52 @@ class TrackingPolicy:
         """One target's frame after the network: box and score, lost logic, result."""
         target.frames_tracked += 1
         predicted, score = self._box_and_score(frame, target, net_box, logit, search)
-        reported, event = target.monitor.observe(score, predicted)
-        target.box = reported
-        return TargetResult(target.target_id, reported.copy(), score, target.monitor.state,
-                            target.monitor.frames_since_confident, event)
+        target.box, event = target.monitor.observe(score, predicted)
+        return self._result(target, score, event)
+
+    def _result(self, target: _Target, score: float, event: TrackEventType | None) -> TargetResult:
+        return TargetResult(target.target_id, target.monitor.reported_box(target.box), score,
+                            target.monitor.state, target.monitor.frames_since_confident, event)
+
+    def _redetect(self, frame, targets: list[_Target], results: list[TargetResult]) -> list[TargetResult]:
+        """Re-detection for this frame's LOST targets (:mod:`stark_ros.tracking.redetect`): their
+        candidates' and tiles' crops in one batched engine call, after the targets' own; a target
+        whose candidate has held is REACQUIRED on this frame, at the candidate's box."""
+        lost = []
+        for t, r in zip(targets, results, strict=True):
+            if r.state is TargetState.LOST:
+                lost.append((t.target_id, t.monitor.last_confident_box))
+            else:
+                self.redetector.forget(t.target_id)
+        requests = self.redetector.plan(frame.shape, lost, self.settings.search_factor) if lost else []
+        if not requests:
+            return results
+        s = self.settings
+        by_id = {t.target_id: t for t in targets}
+        crops = [network_input(frame, r.box, s.search_factor, s.search_size, s) for r in requests]
+        boxes, logits = self.engine.predict(
+            [[by_id[r.target_id].templates[slot] for r in requests] for slot in range(self._slots)],
+            np.concatenate([c[0] for c in crops]), np.concatenate([c[1] for c in crops]))
+        found = {}
+        for i, request in enumerate(requests):
+            target = by_id[request.target_id]
+            logit = None if logits is None else float(logits[i, QUERY])
+            if not (np.all(np.isfinite(boxes[i, QUERY])) and (logit is None or math.isfinite(logit))):
+                continue     # a failed crop finds nothing (the target's own crop counts failures)
+            box, score = self._box_and_score(frame, target, boxes[i, QUERY], logit,
+                                             _Search(request.box, crops[i][2].resize_factor))
+            head = sigmoid(logit) if self.uses_appearance_score and logit is not None else math.nan
+            found.setdefault(request.target_id, []).append(Sighting(box, score, request.follows_candidate, head))
+        out = list(results)
+        for k, (target, result) in enumerate(zip(targets, results, strict=True)):
+            if result.state is not TargetState.LOST:
+                continue
+            accepted = self.redetector.judge(target.target_id, found.get(target.target_id, []), result.score,
+                                             target.monitor.relative)
+            if accepted is not None:
+                target.box = accepted.box.copy()
+                out[k] = self._result(target, accepted.score, target.monitor.reacquire(accepted.box))
+        return out
 
     def _box_and_score(self, frame, target: _Target, net_box, logit: float | None,
                        search: _Search) -> tuple[np.ndarray, float]:

@@ -28,13 +28,15 @@ def test_lost_after_n_low_frames_and_box_held():
     assert m.frames_since_confident == 4
 
 
-def test_following_while_lost_reports_and_searches_around_the_prediction():
+def test_following_while_lost_searches_around_the_prediction_and_reports_the_last_confident_box():
     m = LostMonitor(replace(SETTINGS, follow_while_lost=True), BOX)
     out = feed(m, [0.9, 0.1, 0.1, 0.1, 0.1])
     assert out[3][1] is TrackEventType.LOST and m.state is TargetState.LOST
-    # LOST is said all the same, but the box is the network's, and the next search goes there.
+    # LOST is said all the same, but the next search goes around the network's box; the box a
+    # caller is told stays where the target was last seen.
     np.testing.assert_array_equal(out[4][0], BOX + 4)
     np.testing.assert_array_equal(m.search_centre(out[4][0]), BOX + 4)
+    np.testing.assert_array_equal(m.reported_box(out[4][0]), BOX + 0)
     held = LostMonitor(SETTINGS, BOX)
     feed(held, [0.9, 0.1, 0.1, 0.1, 0.1])
     np.testing.assert_array_equal(held.search_centre(BOX + 4), BOX + 0)

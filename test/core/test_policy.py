@@ -10,6 +10,7 @@ import pytest
 from stark_ros.core.geometry import map_box_back
 from stark_ros.tracking.lost import LostSettings, TargetState, TrackEventType
 from stark_ros.tracking.policy import QUERY, SingleTargetTracker, TrackingPolicy, sigmoid
+from stark_ros.tracking.redetect import NO_REDETECTION
 from stark_ros.tracking.settings import TrackerSettings
 
 SETTINGS = TrackerSettings(template_size=32, search_size=64, update_interval=2)
@@ -66,7 +67,7 @@ def test_a_non_finite_output_keeps_the_last_box_at_the_lowest_score(frame, bad):
         boxes[QUERY, 0] = np.nan
     else:
         logits[QUERY] = np.inf
-    policy = TrackingPolicy(ScriptedEngine([(boxes, logits)]), SETTINGS, LOST)
+    policy = TrackingPolicy(ScriptedEngine([(boxes, logits)]), SETTINGS, LOST, redetect=NO_REDETECTION)
     policy.add_target(frame, BOX, target_id="t")
     (result,) = policy.update(frame)
     np.testing.assert_array_equal(result.box, BOX)
@@ -78,7 +79,7 @@ def test_templates_refresh_on_the_interval_only_while_tracking_and_confident(fra
     confident, doubtful = (QUERY_BOXES, QUERY_LOGITS), (QUERY_BOXES, -QUERY_LOGITS)
     # Frames 1..6: 2 confident -> refresh; 3, 4 doubtful -> LOST, no refresh on 4; 5 back; 6 refresh.
     engine = ScriptedEngine([confident, confident, doubtful, doubtful, confident, confident, confident])
-    policy = TrackingPolicy(engine, SETTINGS, LOST)
+    policy = TrackingPolicy(engine, SETTINGS, LOST, redetect=NO_REDETECTION)
     policy.add_target(frame, BOX, target_id="t")
     states = [policy.update(frame)[0].state for _ in range(7)]
     assert states[2] is TargetState.LOST and states[4] is TargetState.TRACKING
@@ -93,7 +94,7 @@ def test_templates_refresh_on_the_interval_only_while_tracking_and_confident(fra
 def test_search_region_grows_while_lost(frame):
     doubtful = (QUERY_BOXES, -QUERY_LOGITS)
     engine = ScriptedEngine([doubtful] * 4)
-    policy = TrackingPolicy(engine, SETTINGS, LOST)
+    policy = TrackingPolicy(engine, SETTINGS, LOST, redetect=NO_REDETECTION)
     policy.add_target(frame, BOX, target_id="t")
     held = [policy.update(frame)[0] for _ in range(4)]
     assert [r.state for r in held] == [TargetState.LOST] * 4
