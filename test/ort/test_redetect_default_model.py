@@ -4,6 +4,8 @@ camera covered (black frames: every confidence falls, so the runtime reports LOS
 source), and it comes back *elsewhere*, beyond the local search: the frames after the absence are moved
 across the view (a camera that panned meanwhile), ground truth with them."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -37,8 +39,15 @@ def moved(frame: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(frame, shift, frame.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
 
 
+# The re-detection study's budget (models/default/redetect_study.json): the default model ships
+# its other re-detection settings with crops_per_frame 0 (off); a user turns it on with this.
+STUDY_CROPS_PER_FRAME = 4
+
+
 def model_settings() -> RedetectSettings:
-    return StarkRuntime(default_model_dir(), CPU).redetect_settings
+    """The default model's re-detection settings, switched on with the study's budget."""
+    return dataclasses.replace(StarkRuntime(default_model_dir(), CPU).redetect_settings,
+                               crops_per_frame=STUDY_CROPS_PER_FRAME)
 
 
 def lose(pedestrian, redetect: RedetectSettings) -> StarkRuntime:
@@ -55,7 +64,8 @@ def lose(pedestrian, redetect: RedetectSettings) -> StarkRuntime:
 
 def test_a_walker_back_elsewhere_is_reacquired_with_its_box(pedestrian):
     settings = model_settings()
-    assert settings.enabled and settings == StarkRuntime(default_model_dir(), CPU).info.redetect
+    shipped = StarkRuntime(default_model_dir(), CPU).info.redetect
+    assert not shipped.enabled and settings == dataclasses.replace(shipped, crops_per_frame=STUDY_CROPS_PER_FRAME)
     found = {}
     for name, redetect in (("on", settings), ("off", NO_REDETECTION)):
         rt = lose(pedestrian, redetect)
