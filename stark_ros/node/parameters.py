@@ -169,12 +169,12 @@ def load_runtime(value: Callable[[str], Any]) -> StarkRuntime:
                              intra_op_threads=value("intra_op_threads"),
                              **({"trt_engine_cache_dir": cache_dir} if cache_dir else {}))
     runtime = StarkRuntime(resolve_model(value("model")), options, update_interval=value("update_interval") or None)
+    # The model's own thresholds (the runtime has logged them and where they came from), with what
+    # the parameters override: logged here only when there is something to add.
     overrides = lost_overrides({k: value(k) for k in LOST_PARAMETERS})
-    runtime.set_lost_settings(lost_settings(runtime.lost_settings, overrides))
-    origin = (f"the model's ({runtime.info.lost_source})" if runtime.info.lost is not None
-              else "generic (the model has no score study)")
-    LOG.info(f"lost-target settings: {runtime.lost_settings}; {origin}"
-             + (f", overridden by parameters {overrides}" if overrides else ""))
+    if overrides:
+        runtime.set_lost_settings(lost_settings(runtime.lost_settings, overrides))
+        LOG.info(f"lost-target settings overridden by parameters {overrides}: {runtime.lost_settings}")
     chosen = redetect_overrides({k: value(k) for k in REDETECT_PARAMETERS})
     runtime.set_redetect_settings(redetect_settings(runtime.redetect_settings, chosen))
     origin = (f"the model's ({runtime.info.redetect_source})" if runtime.info.redetect is not None
