@@ -82,6 +82,14 @@ def _print_card_figures(model_dir: Path, shown: str) -> None:
           f"AUC {mean:.3f}" + (f" (baselines: {baselines})" if baselines else ""))
     if shown in per_sequence:
         print(f"  on {shown} alone it scored {per_sequence[shown]:.3f} there: one sequence is not the average")
+    for name, where in (("lt", "shared/data/lt (the target leaves the view and returns)"),
+                        ("sot", "shared/data/sot")):
+        mean = figures.get("longterm", {}).get(name, {}).get("mean")
+        if mean:
+            absent = mean.get("absent_lost_share")   # None where the set has no absent frames
+            print(f"  lost and found on {where}: F {mean['f_score']:.3f} (precision {mean['precision']:.3f}, recall "
+                  f"{mean['recall']:.3f}), false LOST {100 * mean['false_lost_share']:.1f}% of well-tracked frames"
+                  + (f", {100 * absent:.1f}% of absent frames reported LOST" if absent is not None else ""))
 
 
 def _picture(seq, boxes: dict, out: Path) -> Path:
