@@ -27,10 +27,12 @@ them as its defaults. ``LostSettings()`` (the defaults here) is for a model with
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import Enum
 
 import numpy as np
+
+from stark_ros.tracking.settings import check_shares, settings_from_dict
 
 
 class TargetState(str, Enum):
@@ -66,10 +68,7 @@ class LostSettings:
     reference_frames: int = 0
 
     def __post_init__(self):
-        for name in ("lost_threshold", "reacquire_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0 or math.isnan(value):
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        check_shares(self, ("lost_threshold", "reacquire_threshold"))
         if self.reacquire_threshold < self.lost_threshold:
             raise ValueError(f"reacquire_threshold ({self.reacquire_threshold}) must not be below "
                              f"lost_threshold ({self.lost_threshold})")
@@ -86,11 +85,7 @@ class LostSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> LostSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown lost settings {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return settings_from_dict(cls, d, "lost settings")
 
 
 # The smallest reference a relative score is divided by: a target whose first scores are all near 0

@@ -297,10 +297,11 @@ class TrackingPolicy:
             return results
         s = self.settings
         by_id = {t.target_id: t for t in targets}
-        crops = [network_input(frame, r.box, s.search_factor, s.search_size, s) for r in requests]
+        # The same batched crop step as the targets' own (on the engine's device where it has one).
+        plans = [plan_crop(frame.shape, r.box, s.search_factor, s.search_size) for r in requests]
         boxes, logits = self.engine.predict(
             [[by_id[r.target_id].templates[slot] for r in requests] for slot in range(self._slots)],
-            np.concatenate([c[0] for c in crops]), np.concatenate([c[1] for c in crops]))
+            *network_inputs(self.engine, frame, plans, s))
         found = {}
         for i, request in enumerate(requests):
             target = by_id[request.target_id]
@@ -308,7 +309,7 @@ class TrackingPolicy:
             if not (np.all(np.isfinite(boxes[i, QUERY])) and (logit is None or math.isfinite(logit))):
                 continue     # a failed crop finds nothing (the target's own crop counts failures)
             box, score = self._box_and_score(frame, target, boxes[i, QUERY], logit,
-                                             _Search(request.box, crops[i][2].resize_factor))
+                                             _Search(request.box, plans[i].resize_factor))
             head = sigmoid(logit) if self.uses_appearance_score and logit is not None else math.nan
             found.setdefault(request.target_id, []).append(Sighting(box, score, request.follows_candidate, head))
         out = list(results)

@@ -29,11 +29,12 @@ defaults; ``RedetectSettings()`` is for a model without.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from stark_ros.core.geometry import crop_side
+from stark_ros.tracking.settings import check_shares, settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,7 @@ class RedetectSettings:
         for name in ("every_frames", "confirm_frames"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("candidate_threshold", "candidate_head_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0 or math.isnan(value):
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        check_shares(self, ("candidate_threshold", "candidate_head_threshold"))
         if not 0.0 < self.tile_stride <= 1.0:
             raise ValueError(f"tile_stride must lie in (0, 1], got {self.tile_stride}")
 
@@ -81,11 +79,7 @@ class RedetectSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> RedetectSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown re-detection settings {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return settings_from_dict(cls, d, "re-detection settings")
 
 
 # Re-detection off: what a caller passes to keep LOST targets to their local search.

@@ -4,6 +4,7 @@ into the ONNX metadata) and the ONNX runtime (which reads them back from there).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -20,6 +21,24 @@ DEFAULT_CLIP_MARGIN = 10.0
 # tell present from absent) the colour similarity of the tracked box to the first one
 # (stark_ros.tracking.appearance). Models without a score head have no score either way.
 SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE = SCORE_SOURCES = ("score_head", "appearance")
+
+
+def settings_from_dict(cls, values: dict, what: str):
+    """``cls(**values)`` for a settings dataclass read from a model's metadata, refusing names it does
+    not have (a file written by another version says so instead of losing a setting silently)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def check_shares(settings, names) -> None:
+    """Each of ``names`` of ``settings`` is a share in [0, 1] (NaN is none)."""
+    for name in names:
+        value = getattr(settings, name)
+        if not 0.0 <= value <= 1.0 or math.isnan(value):
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
 
 
 @dataclass(frozen=True)
