@@ -445,6 +445,12 @@ def main(args=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT/SIGTERM shut the context down while a callback (a timer's diagnostics, an image's
+        # submit) was publishing: rclpy raises RCLError from that publish, out of spin. That is a
+        # stop, not a failure; anything raised while the context is still up is a failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node._stop_worker()
