@@ -26,8 +26,9 @@ another object, the camera looking beside it).
    over videos and worst video) and the share of absent frames reported LOST.
 3. **Choose**: among the settings within :data:`MAX_FALSE_LOST_MEAN` / :data:`MAX_FALSE_LOST_VIDEO`,
    the most absent frames reported LOST (then the fewer false LOST, then the shorter delays); the
-   model gets the best candidate whose score the tracking policy can give (the score head or
-   appearance: the combinations are measured to say what they would add).
+   model gets the best candidate whose score the tracking policy can give
+   (:mod:`stark_ros.tracking.confidence`: the score head, appearance, their product, minimum or
+   mean; the logistic combination is measured to say what it would add).
 
     python -m stark_ros.evaluation.score_study --model models/default --out models/default --apply
 
@@ -52,9 +53,10 @@ from stark_ros.datasets.splits import TRAIN_VALIDATION
 from stark_ros.evaluation.absences import KINDS, realistic_absences
 from stark_ros.evaluation.longterm import FOUND_IOU, frame_ious, target_visible
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
+from stark_ros.tracking.confidence import CONFIDENCES, confidence
 from stark_ros.tracking.lost import NEVER_LOST, LostMonitor, LostSettings
 from stark_ros.tracking.policy import sigmoid
-from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD
+from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD, SCORE_SOURCES
 
 LOG = logging.getLogger(__name__)
 
@@ -196,13 +198,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return w
 
 
-CONFIDENCES = {
-    SCORE_FROM_HEAD: lambda h, a: h,
-    SCORE_FROM_APPEARANCE: lambda h, a: a,
-    "product": lambda h, a: h * a,
-    "min": np.minimum,
-    "mean": lambda h, a: (h + a) / 2,
-}
+# The study-only confidence: fitted per video, it has no fixed form the policy could compute.
 LOGISTIC = "logistic"
 
 
@@ -210,7 +206,7 @@ def confidence_scores(records: list[Records], source: str) -> tuple[list[np.ndar
     """Per sequence, the confidence of every frame; for the logistic combination, each video's
     scores come from weights fitted on the other videos (returned: the weights fitted on all)."""
     if source != LOGISTIC:
-        return [CONFIDENCES[source](r.head, r.appearance) for r in records], None
+        return [confidence(source, r.head, r.appearance) for r in records], None
 
     def labelled(rs):
         feats, labels = [], []
@@ -479,10 +475,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     records = collect(args.model, validation_sequences(args.sequences), args.records)
     results = study(records)
-    # The score sources the tracking policy can give (the combinations are measured to say what
-    # they would add).
-    deployable = (SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE)
-    chosen = best_candidate(results, deployable)
+    # Every confidence the tracking policy can give (all but the logistic combination).
+    chosen = best_candidate(results, SCORE_SOURCES)
     summary = {
         "chosen": chosen, "chosen_score_source": results[chosen]["score_source"],
         "lost_settings": results[chosen]["chosen"],

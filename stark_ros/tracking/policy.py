@@ -41,9 +41,10 @@ from stark_ros.core.geometry import (
     validate_box,
 )
 from stark_ros.tracking.appearance import AppearanceModel
+from stark_ros.tracking.confidence import MEANINGS, confidence
 from stark_ros.tracking.lost import LostMonitor, LostSettings, TargetState, TrackEventType
 from stark_ros.tracking.redetect import Redetector, RedetectSettings, Sighting
-from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, TrackerSettings, with_overrides
+from stark_ros.tracking.settings import SCORE_FROM_HEAD, TrackerSettings, with_overrides
 
 LOG = logging.getLogger(__name__)
 
@@ -174,8 +175,9 @@ class TrackingPolicy:
                         "tracked without LOST/REACQUIRED events", variant)
             return
         if self.uses_appearance_score:
-            LOG.info("STARK-%s: scores come from the appearance of the tracked box (the model says "
-                     "score_source: appearance), not from the score head", variant)
+            LOG.info("STARK-%s: scores come from %s (the model says score_source: %s)", variant,
+                     MEANINGS[self.settings.score_source],
+                     self.settings.score_source)
         if lost is not None:
             LOG.info("lost-target thresholds given by the caller: %s", lost)
         elif model_lost is not None:
@@ -192,7 +194,8 @@ class TrackingPolicy:
 
     @property
     def uses_appearance_score(self) -> bool:
-        return self.has_score_head and self.settings.score_source == SCORE_FROM_APPEARANCE
+        """Whether the confidence needs the appearance score (every source but the head alone)."""
+        return self.has_score_head and self.settings.score_source != SCORE_FROM_HEAD
 
     @property
     def target_ids(self) -> list[str]:
@@ -337,9 +340,10 @@ class TrackingPolicy:
         height, width = frame.shape[:2]
         box = map_box_back(net_box, search.centre, search.resize_factor, s.search_size)
         box = clip_box(damp_size(box, search.centre, s.size_update_rate), height, width, s.clip_margin)
+        head = sigmoid(logit) if logit is not None else math.nan
         if target.appearance is not None:
-            return box, target.appearance.similarity(frame, box)
-        return box, sigmoid(logit) if logit is not None else math.nan
+            return box, float(confidence(s.score_source, head, target.appearance.similarity(frame, box)))
+        return box, head
 
     def _template_due(self, target: _Target, score: float) -> bool:
         """The official dynamic-template rule (every ``update_interval`` frames, when the confidence

@@ -17,10 +17,11 @@ DEFAULT_UPDATE_BENCHMARK = "lasot"
 DEFAULT_UPDATE_THRESHOLD = 0.5
 # Tracked boxes keep at least this many pixels inside the frame and this minimum size.
 DEFAULT_CLIP_MARGIN = 10.0
-# Where a target's score comes from: the network's score head, or (for a model whose head cannot
-# tell present from absent) the colour similarity of the tracked box to the first one
-# (stark_ros.tracking.appearance). Models without a score head have no score either way.
-SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE = SCORE_SOURCES = ("score_head", "appearance")
+# Where a target's score comes from: the network's score head, the colour similarity of the tracked
+# box to the first one (stark_ros.tracking.appearance), or a combination of both
+# (stark_ros.tracking.confidence). Models without a score head have no score either way.
+SCORE_FROM_HEAD, SCORE_FROM_APPEARANCE, SCORE_FROM_PRODUCT, SCORE_FROM_MIN, SCORE_FROM_MEAN = SCORE_SOURCES = (
+    "score_head", "appearance", "product", "min", "mean")
 
 
 def settings_from_dict(cls, values: dict, what: str):

@@ -24,6 +24,7 @@ from stark_ros.evaluation.score_study import (
     Grid,
     Measured,
     Records,
+    best_candidate,
     choose,
     confidence_scores,
     fit_logistic,
@@ -190,6 +191,21 @@ def test_measure_and_choose_on_a_hand_made_record():
     bad = Measured(np.array([0.03, 0.5]), np.array([0.06, 0.9]), np.array([0.2, 1.0]), {}, np.zeros(2), np.zeros(2))
     k, meets = choose(bad)
     assert k == 0 and not meets and MAX_FALSE_LOST_MEAN < 0.03 and MAX_FALSE_LOST_VIDEO < 0.06
+
+
+def test_the_model_gets_the_best_confidence_the_policy_can_give():
+    """Every source of SCORE_SOURCES (the policy computes each) may be chosen, combinations included;
+    the logistic combination, fitted per video, is measured but never given to a model."""
+    from stark_ros.tracking.settings import SCORE_SOURCES
+
+    def result(source, absent_lost, meets=True):
+        return {"score_source": source, "meets_false_lost_aim": meets, "absent_lost": absent_lost,
+                "false_lost_mean": 0.01}
+
+    results = {"appearance/ref10": result("appearance", 0.50), "min/ref20": result("min", 0.56),
+               "logistic/ref5": result("logistic", 0.70), "product/ref5": result("product", 0.90, meets=False)}
+    assert {"min", "product", "mean"} <= set(SCORE_SOURCES)
+    assert best_candidate(results, SCORE_SOURCES) == "min/ref20"
 
 
 def test_record_one_validation_video(shared, tmp_path):

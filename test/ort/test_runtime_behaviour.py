@@ -157,6 +157,37 @@ def test_appearance_score_source_replaces_the_score_head(untrained_lite_model, t
     assert events[-1].event is TrackEventType.LOST
 
 
+def test_combined_score_sources_are_the_studys_combinations(tmp_path, frame):
+    """score_source product / min / mean: the policy reports the combination of the head's sigmoid
+    and the appearance score that the score study measured under that name, on the same box."""
+    from stark_ros.export import export_model
+    from stark_ros.model import build_model, get_preset
+    from stark_ros.tracking.confidence import CONFIDENCES
+    from stark_ros.tracking.settings import SCORE_FROM_APPEARANCE, SCORE_FROM_HEAD, SCORE_FROM_MIN
+
+    export_model(build_model(get_preset("LITE")), tmp_path, source_sha256="combined", score_source=SCORE_FROM_MIN)
+    box = (100, 80, 40, 40)
+    moved = np.roll(frame, (3, 5), axis=(0, 1))
+
+    def first_update(source):
+        rt = StarkRuntime(tmp_path, CPU_ONLY, score_source=source)
+        rt.add_target(frame, box)
+        (r,) = rt.update(moved)
+        return rt, r
+
+    rt, by_model = first_update(None)
+    assert rt.settings.score_source == SCORE_FROM_MIN and rt.uses_appearance_score
+    _, head = first_update(SCORE_FROM_HEAD)
+    _, appearance = first_update(SCORE_FROM_APPEARANCE)
+    np.testing.assert_array_equal(head.box, appearance.box)
+    assert 0 < head.score < 1 and 0 < appearance.score <= 1 and head.score != pytest.approx(appearance.score)
+    assert by_model.score == pytest.approx(min(head.score, appearance.score))
+    for source, combine in CONFIDENCES.items():
+        _, r = first_update(source)
+        np.testing.assert_array_equal(r.box, head.box)
+        assert r.score == pytest.approx(combine(head.score, appearance.score)), source
+
+
 def test_lost_and_reacquired_follow_the_thresholds(st50_dir, frame):
     # With the reference weights scores sit near 0.5: thresholds around that make both transitions
     # happen on the same frames, which checks the wiring between the runtime and the monitor.
