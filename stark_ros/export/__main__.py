@@ -19,9 +19,10 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", choices=["S50", "ST50", "ST101", "LITE"],
                         help="architecture of an official/mmtracking checkpoint (default: read off the weights)")
     parser.add_argument("--score-source", choices=SCORE_SOURCES,
-                        help="where the runtime takes a target's score from: the score head (default) or the "
-                             "colour appearance of the tracked box, for a model whose score head cannot tell "
-                             "present from absent")
+                        help="where the runtime takes a target's score from: the score head (default), the "
+                             "colour appearance of the tracked box (for a model whose score head cannot tell "
+                             "present from absent), or a combination of both (stark_ros.tracking.confidence); "
+                             "the score study's --apply chooses one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
