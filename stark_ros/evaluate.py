@@ -22,6 +22,7 @@ absent -> LOST, false LOST, frames to LOST / found again per absence episode).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -54,6 +55,29 @@ def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True
         return tracker, tracker.name, "untrained EfficientNet-Lite0 ImageNet features, cosine matching (diagnostic)"
     raise ValueError(f"unknown tracker {spec!r} (runtime[:DIR], reference:CKPT, baseline[:csrt|mil], static, "
                      "matcher)")
+
+
+def _files_sha256(paths) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def run_identity(spec: str, source: str, args: argparse.Namespace) -> dict:
+    """What a tracker's results depend on beyond the package's code: the spec, the model's files
+    (their metadata, i.e. the lost settings, included), the options and the dataset; stored with its
+    results, so that a resumed run never reuses another model's or setting's results."""
+    kind, _, _ = spec.partition(":")
+    identity = {"spec": spec, "update_interval": args.update_interval, "lost_logic": args.lost_logic,
+                "size_update_rate": args.size_update_rate, "dataset": args.dataset,
+                "root": str(Path(args.root).resolve()) if args.root else "shared/data/sot"}
+    if kind == "runtime":
+        model = Path(source)
+        identity["model_sha256"] = _files_sha256(sorted(model.glob("*.onnx")))
+    elif kind == "reference":
+        identity["checkpoint_sha256"] = _files_sha256([source])
+    return identity
 
 
 def _network_tracker(kind: str, arg: str, lost_logic: bool, **overrides):
@@ -115,8 +139,16 @@ def main(argv=None) -> int:
     for spec in args.tracker or DEFAULT_TRACKERS:
         tracker, name, source = make_tracker(spec, args.update_interval, args.lost_logic == "on",
                                              args.size_update_rate)
+        if name in scores:
+            # Two trackers of one kind (e.g. two models): the later one is named after its source too.
+            base, copy = name, 1
+            name = f"{base}@{Path(source).name}"
+            while name in scores:
+                copy += 1
+                name = f"{base}@{Path(source).name}#{copy}"
         print(f"{name}: {source}")
-        results = run_dataset(tracker, name, sequences, Path(args.out) / "results", progress=not args.no_progress)
+        results = run_dataset(tracker, name, sequences, Path(args.out) / "results", progress=not args.no_progress,
+                              identity=run_identity(spec, source, args))
         scores[name] = score(results, sequences)
         curve_data[name] = curves(results, sequences)
     paths = write_report(scores, curve_data, args.out, title=f"{args.dataset}: {root}")

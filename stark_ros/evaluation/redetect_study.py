@@ -5,7 +5,7 @@ validation split (never on ``shared/data/lt`` or ``shared/data/sot``).
     python -m stark_ros.evaluation.redetect_study --out out/redetect_study --apply    # + write the choice
 
 The validation videos (:data:`stark_ros.datasets.splits.TRAIN_VALIDATION`) with their real absences
-and the made-up ones of :mod:`stark_ros.evaluation.absences` hold targets that come back where they
+and the made-up ones of :mod:`stark_ros.datasets.absences` hold targets that come back where they
 left; re-detection is for those that come back *elsewhere*, so each video also yields one
 ``elsewhere`` episode: the target erased for the episode (as ``erased``), and from its end on the
 whole frame moved by :data:`ELSEWHERE_SHIFT` target sizes (a camera that panned while the target was
@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from stark_ros.datasets import Sequence
+from stark_ros.datasets.absences import episode_span, erase
 from stark_ros.datasets.splits import TRAIN_VALIDATION
-from stark_ros.evaluation.absences import episode_span, erase
 from stark_ros.evaluation.longterm import longterm_metrics
 from stark_ros.tracking.redetect import NO_REDETECTION, RedetectSettings
 

@@ -12,8 +12,10 @@ interrupted run resumes.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,19 +123,36 @@ def _load_result(paths: tuple[Path, Path, Path]) -> SequenceResult | None:
                           states[:, 0], states[:, 1] > 0)
 
 
-def run_dataset(tracker, tracker_name: str, sequences: list[Sequence], out_dir, progress: bool = True) -> dict:
-    """Run (or resume) a tracker over sequences; returns {seq name: SequenceResult}."""
+# Per tracker results folder: what produced its results (a run resumes only on equal identities).
+IDENTITY_FILE = "identity.json"
+
+
+def run_dataset(tracker, tracker_name: str, sequences: list[Sequence], out_dir, progress: bool = True,
+                identity: dict | None = None) -> dict:
+    """Run (or resume) a tracker over sequences; returns {seq name: SequenceResult}. ``identity``
+    (JSON-able: the model files' checksum, the settings, the dataset) is stored beside the results:
+    results of another identity under the same name are recomputed, never reused."""
     from tqdm import tqdm
 
+    folder = Path(out_dir) / tracker_name
+    identity_path = folder / IDENTITY_FILE
+    stored = json.loads(identity_path.read_text()) if identity_path.is_file() else None
+    reuse = stored == json.loads(json.dumps(identity))
+    if folder.is_dir() and not reuse:
+        # Results of another identity (or of none recorded): none of them may be read as this run's.
+        LOG.warning("%s: the results in %s came from another model or settings; running it again", tracker_name,
+                    folder)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    identity_path.write_text(json.dumps(identity, indent=1))
     results = {}
     for seq in tqdm(sequences, desc=tracker_name, disable=not progress):
         paths = result_paths(out_dir, tracker_name, seq.name)
-        done = _load_result(paths)
+        done = _load_result(paths) if reuse else None
         if done is not None and len(done.boxes) == len(seq):
             results[seq.name] = done
             continue
         res = run_sequence(tracker, seq)
-        paths[0].parent.mkdir(parents=True, exist_ok=True)
         # Written to temporary names first: an interrupted run never leaves a half result behind.
         contents = ((res.boxes, RESULT_FORMAT, ","), (res.times, "%.6f", " "),
                     (np.stack([res.scores, res.present], axis=1), ("%.6f", "%d"), ","))

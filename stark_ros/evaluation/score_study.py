@@ -5,7 +5,7 @@ mean *presence*: low when the target is gone from the scene the tracker looks at
 tracked. The study measures that on the validation videos of ``shared/data/train``
 (:data:`stark_ros.datasets.splits.TRAIN_VALIDATION`, never trained on; never ``shared/data/lt`` or
 ``sot``, which are for reporting): each video as it is (its real NaN rows) and with made-up
-absences in its own scene (:mod:`stark_ros.evaluation.absences`: the target erased, covered by
+absences in its own scene (:mod:`stark_ros.datasets.absences`: the target erased, covered by
 another object, the camera looking beside it).
 
 1. **Record** (one tracking pass per video, the model's own settings, never LOST): per frame the
@@ -34,7 +34,8 @@ another object, the camera looking beside it).
 
 ``--apply`` writes the chosen score source and thresholds into the model's metadata, where the
 runtime (and so the node) reads its defaults; the records are kept in ``--records`` (default
-``out/score_study_records``) so that a second run only analyses.
+``OUT/score_study_records``), in a folder per model (named by the checkpoint checksum in its
+metadata), so that a second run on the same model only analyses and another model never reads them.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from stark_ros.datasets import Sequence, shared_dir
+from stark_ros.datasets.absences import KINDS, realistic_absences
 from stark_ros.datasets.cuts import load_cut_sequence
 from stark_ros.datasets.splits import TRAIN_VALIDATION
-from stark_ros.evaluation.absences import KINDS, realistic_absences
 from stark_ros.evaluation.longterm import FOUND_IOU, frame_ious, target_visible
 from stark_ros.runtime import RuntimeOptions, StarkRuntime
 from stark_ros.tracking.confidence import CONFIDENCES, confidence
@@ -157,14 +158,19 @@ def validation_sequences(names=TRAIN_VALIDATION, kinds=KINDS) -> list[Sequence]:
     return realistic_absences([load_cut_sequence(root / name) for name in names], kinds)
 
 
+# Characters of the model's checkpoint checksum that name its records folder.
+RECORDS_KEY_CHARS = 16
+
+
 def collect(model_dir, sequences: list[Sequence], records_dir) -> list[Records]:
-    """Records of every sequence; those already in ``records_dir`` are read back (a run resumes)."""
-    records_dir = Path(records_dir)
-    records_dir.mkdir(parents=True, exist_ok=True)
+    """Records of every sequence; those already in ``records_dir`` for this model (the folder named
+    by its checkpoint checksum) are read back (a run resumes)."""
     rt = StarkRuntime(model_dir, RuntimeOptions(providers=("CPUExecutionProvider",)), NEVER_LOST,
                       score_source=SCORE_FROM_APPEARANCE)
     if not rt.has_score_head:
         raise ValueError(f"{model_dir}: this model has no score head; there is nothing to study")
+    records_dir = Path(records_dir) / rt.info.source_sha256[:RECORDS_KEY_CHARS]
+    records_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for seq in sequences:
         path = records_dir / f"{seq.name}.npz"
@@ -466,14 +472,16 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model folder (template.onnx + track.onnx)")
     parser.add_argument("--out", required=True, help="folder for score_study.json")
-    parser.add_argument("--records", default="out/score_study_records", help="per-sequence records (resumable)")
+    parser.add_argument("--records", help="per-sequence records, one folder per model (resumable; default: "
+                        "OUT/score_study_records)")
     parser.add_argument("--sequences", nargs="*", default=list(TRAIN_VALIDATION),
                         help="videos of shared/data/train to study (default: the validation split)")
     parser.add_argument("--apply", action="store_true",
                         help="write the chosen score source and thresholds into the model's metadata")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    records = collect(args.model, validation_sequences(args.sequences), args.records)
+    records_dir = Path(args.records) if args.records else Path(args.out) / "score_study_records"
+    records = collect(args.model, validation_sequences(args.sequences), records_dir)
     results = study(records)
     # Every confidence the tracking policy can give (all but the logistic combination).
     chosen = best_candidate(results, SCORE_SOURCES)

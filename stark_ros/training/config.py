@@ -85,6 +85,12 @@ class DataConfig:
     # Stage 2 with a feature cache: share of negatives that are frames of the same video without
     # the target (where it has such frames); the rest show another video.
     negative_absent_prob: float = 0.5
+    # Stage 2 with a feature cache: share of negatives that are absences made in the target's own
+    # scene (stark_ros.datasets.absences: erased, covered by another training video's target, the
+    # view moved beside it), added to the cache on first use, one per kind on every
+    # ``made_absences_every``-th annotated frame. The rest are drawn as negative_absent_prob says.
+    negative_made_prob: float = 0.0
+    made_absences_every: int = 2
 
 
 @dataclass
@@ -181,7 +187,9 @@ class TrainConfig:
             if value < 2 or value % 2:
                 raise ValueError(f"data.{key} must be an even number >= 2 (one flipped variant per plain one), "
                                  f"got {value}")
-        for key in ("negative_prob", "negative_same_frame_prob", "negative_absent_prob"):
+        if self.data.made_absences_every < 1:
+            raise ValueError(f"data.made_absences_every must be >= 1, got {self.data.made_absences_every}")
+        for key in ("negative_prob", "negative_same_frame_prob", "negative_absent_prob", "negative_made_prob"):
             if not 0.0 <= getattr(self.data, key) <= 1.0:
                 raise ValueError(f"data.{key} must lie in [0, 1], got {getattr(self.data, key)}")
 

@@ -14,6 +14,13 @@ head. Pairs are then combined at training time
 (any template frame with any search frame within ``max_gap``), so the cache's few crops per frame
 give far more distinct pairs than it stores.
 
+Made absences (stage 2's realistic negatives): :func:`build_made_absences` adds, on every
+``every``-th annotated frame, one search crop per kind of :data:`stark_ros.datasets.absences.KINDS`
+(the target erased from its scene, covered by another video's target, the view moved beside it),
+cut where the target was, as the tracker would look for it. They are stored beside the cache's
+crops (``made_*.npy`` per shard, ``made_done.json``, and ``made.json`` when all are written), so
+adding them never rebuilds the cache.
+
 Layout of a cache folder: ``meta.json`` (written last: a folder without it is incomplete) and
 ``shards/<n>_<sequence>/`` per sequence (``done.json`` marks a finished one; a rebuild keeps the
 finished shards made with the same backbone, settings and augmentation), each with
@@ -37,6 +44,8 @@ import torch
 
 from stark_ros.core.boxes import xywh_to_xyxy
 from stark_ros.datasets import Sequence
+from stark_ros.datasets.absences import KINDS as ABSENCE_KINDS
+from stark_ros.datasets.absences import make_absence, target_patch
 from stark_ros.model.stark import feature_mask
 from stark_ros.tracking.settings import TrackerSettings
 from stark_ros.training.augmentation import CropAugmenter
@@ -54,6 +63,9 @@ BUILD_BATCH = 4
 # Variant index of an absence crop (a frame without the target).
 ABSENT_VARIANT = -1
 FLIP_PARITIES = 2
+MADE = "made"
+MADE_DONE = "made_done.json"
+MADE_META = "made.json"
 
 
 def backbone_fingerprint(backbone: torch.nn.Module) -> str:
@@ -69,6 +81,13 @@ def backbone_fingerprint(backbone: torch.nn.Module) -> str:
 class CacheSpec:
     template_variants: int = 2
     search_variants: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MadeAbsenceSpec:
+    # One made absence per kind on every ``every``-th annotated frame of a sequence.
+    every: int = 2
     seed: int = 0
 
 
@@ -184,6 +203,91 @@ def frame_crops(augmenter: CropAugmenter, spec: CacheSpec, si: int, seq: Sequenc
             yield kind, img, mask, xywh_to_xyxy(box).astype(np.float32), (si, fi, v)
 
 
+def _occluder_patches(sequences: list[Sequence]) -> list[tuple[str, np.ndarray]]:
+    """(sequence name, its target's pixels in its first annotated frame): what covers another
+    video's target in an ``occluded`` absence."""
+    patches = []
+    for seq in sequences:
+        valid = valid_frames(seq)
+        if len(valid):
+            patches.append((seq.name, target_patch(seq, int(valid[0]))))
+    return patches
+
+
+def made_absence_crops(augmenter: CropAugmenter, spec: MadeAbsenceSpec, si: int, seq: Sequence, fi: int,
+                       occluders: list[tuple[str, np.ndarray]]):
+    """The made-absence search crops of annotated frame ``fi`` of sequence ``si``: one per absence
+    kind, cut around the (jittered) box where the target was, as (normalised image, pixel mask,
+    (si, fi, kind index, flip parity)); the flip parity alternates so both parities occur on every
+    frame. A pure function of (spec.seed, si, fi)."""
+    rng = np.random.default_rng([spec.seed, si, fi, len(ABSENCE_KINDS)])
+    frame = seq.frame(fi)
+    box = seq.boxes[fi]
+    others = [patch for name, patch in occluders if name != seq.name]
+    for k, kind in enumerate(ABSENCE_KINDS):
+        occluder = others[int(rng.integers(len(others)))] if others else None
+        if kind == "occluded" and occluder is None:
+            continue
+        flip = (fi // spec.every + k) % FLIP_PARITIES
+        t = augmenter.draw_photometric(rng, bool(rng.random() < augmenter.aug.grayscale_prob), flip == 1)
+        crop, in_crop = augmenter.positive_crop(rng, seq, fi, augmenter.search,
+                                                frame=make_absence(frame, box, kind, occluder))
+        img, mask, _ = augmenter.finish(crop, in_crop, augmenter.search.size, t)
+        yield img, mask, (si, fi, k, flip)
+
+
+def build_made_absences(folder, sequences: list[Sequence], backbone: torch.nn.Module, settings: TrackerSettings,
+                        aug: Augmentation, occluder_sources: list[Sequence],
+                        spec: MadeAbsenceSpec = MadeAbsenceSpec()) -> Path:
+    """Add the made absences (module docstring) to the complete cache in ``folder``, built from the
+    same ``sequences``; occluders come from ``occluder_sources`` only (the training videos: the
+    validation videos' targets stay unseen). Resumable per sequence, like the cache."""
+    folder = Path(folder)
+    cache_meta = json.loads((folder / META).read_text())
+    if cache_meta["sequences"] != [s.name for s in sequences]:
+        raise ValueError(f"{folder}: made absences need the cache's own sequences")
+    (folder / MADE_META).unlink(missing_ok=True)
+    occluders = _occluder_patches(occluder_sources)
+    identity = json.loads(json.dumps({"backbone": backbone_fingerprint(backbone), "settings": settings.to_dict(),
+                                      "aug": dataclasses.asdict(aug), "spec": dataclasses.asdict(spec),
+                                      "occluders": [name for name, _ in occluders]}))
+    backbone = backbone.eval().to(memory_format=torch.channels_last)
+    augmenter = CropAugmenter(settings, aug)
+    t0 = time.perf_counter()
+    rows = 0
+    for si, seq in enumerate(sequences):
+        shard = _shard(folder, si, seq)
+        done = shard / MADE_DONE
+        if done.is_file() and json.loads(done.read_text()).get("identity") == identity:
+            rows += json.loads(done.read_text())["rows"]
+            continue
+        writer = _Writer(backbone)
+        for fi in valid_frames(seq)[::spec.every]:
+            for img, mask, index in made_absence_crops(augmenter, spec, si, seq, int(fi), occluders):
+                writer.add(img, mask, np.full(4, np.nan, np.float32), index)
+        count = writer.save(shard, MADE)
+        done.write_text(json.dumps({"identity": identity, "rows": count}))
+        rows += count
+        LOG.info("made absences: %d/%d sequences (%s), %.0f s", si + 1, len(sequences), seq.name,
+                 time.perf_counter() - t0)
+    (folder / MADE_META).write_text(json.dumps({**identity, "rows": rows,
+                                                "build_seconds": time.perf_counter() - t0}, indent=1))
+    return folder
+
+
+def made_absences_match(folder, backbone: torch.nn.Module, settings: TrackerSettings, aug: Augmentation,
+                        occluder_sources: list[Sequence], spec: MadeAbsenceSpec) -> bool:
+    """Whether ``folder`` holds made absences built with exactly these settings."""
+    path = Path(folder) / MADE_META
+    if not path.is_file():
+        return False
+    made = json.loads(path.read_text())
+    wanted = json.loads(json.dumps({"backbone": backbone_fingerprint(backbone), "settings": settings.to_dict(),
+                                    "aug": dataclasses.asdict(aug), "spec": dataclasses.asdict(spec),
+                                    "occluders": [s.name for s in occluder_sources if len(valid_frames(s))]}))
+    return all(made.get(key) == value for key, value in wanted.items())
+
+
 class FeatureCache:
     """A built cache, loaded into memory (float16: about 60 KB per search crop)."""
 
@@ -221,6 +325,29 @@ class FeatureCache:
         for (si, _fi, v), row in self.rows["search"].items():
             if v == ABSENT_VARIANT:
                 self.absent_rows.setdefault(si, []).append(row)
+        self._load_made(shards)
+
+    def _load_made(self, shards: list[Path]) -> None:
+        """The made absences where the cache has them: ``made_frames[si]`` (sorted frames) and
+        ``made_rows[(si, fi)]`` (rows, one per kind) into ``arrays["made"]``."""
+        self.made_frames: dict[int, np.ndarray] = {}
+        self.made_rows: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        if not (self.folder / MADE_META).is_file():
+            return
+        made = json.loads((self.folder / MADE_META).read_text())
+        if made.get("backbone") != self.meta["backbone"]:
+            raise ValueError(f"{self.folder}: its made absences come from another backbone: build them again")
+        parts = {name: [a for a in (np.load(shard / f"{MADE}_{name}.npy") for shard in shards) if len(a)]
+                 for name in ("feat", "mask", "index")}
+        if not parts["index"]:
+            return
+        self.arrays[MADE] = {"feat": torch.from_numpy(np.concatenate(parts["feat"])),
+                             "mask": torch.from_numpy(np.concatenate(parts["mask"])),
+                             "box": None, "index": np.concatenate(parts["index"])}
+        for row, (si, fi, _kind, flip) in enumerate(self.arrays[MADE]["index"].tolist()):
+            self.made_rows.setdefault((si, fi), []).append((row, flip))
+        for si in {si for si, _ in self.made_rows}:
+            self.made_frames[si] = np.array(sorted(fi for s, fi in self.made_rows if s == si))
 
     def check_backbone(self, backbone: torch.nn.Module) -> None:
         if backbone_fingerprint(backbone) != self.meta["backbone"]:
@@ -233,17 +360,32 @@ class FeatureCache:
 
     def get(self, kind: str, row: int):
         a = self.arrays[kind]
-        return a["feat"][row].float(), a["mask"][row].float(), a["box"][row]
+        box = np.full(4, np.nan, np.float32) if a["box"] is None else a["box"][row]
+        return a["feat"][row].float(), a["mask"][row].float(), box
+
+    def made_row(self, rng, si: int, near_frame: int, flip: int) -> int | None:
+        """A made absence of sequence ``si`` at its made frame nearest ``near_frame`` (the scene the
+        templates come from), of flip parity ``flip`` where that frame has one; None without any."""
+        frames = self.made_frames.get(si)
+        if frames is None or not len(frames):
+            return None
+        fi = int(frames[int(np.argmin(np.abs(frames - near_frame)))])
+        rows = self.made_rows[(si, fi)]
+        same = [row for row, parity in rows if parity == flip] or [row for row, _ in rows]
+        return same[int(rng.integers(len(same)))]
 
 
 class CachedPairDataset(EpochSampledDataset):
     """Training pairs from a :class:`FeatureCache`: the sampling of :class:`PairDataset` (a sequence
     uniformly, a search frame, templates within ``max_gap``), a pure function of (seed, epoch, index).
-    Stage 2 negatives (``negative_prob``): the search crop of another sequence, or, with probability
-    ``negative_absent_prob`` where the sequence has frames without the target, one of those."""
+    Stage 2 negatives (``negative_prob``): with probability ``negative_made_prob`` a made absence
+    of the same sequence near the search frame (where the cache has them); otherwise, with
+    probability ``negative_absent_prob`` where the sequence has frames without the target, one of
+    those; otherwise the search crop of another sequence."""
 
     def __init__(self, cache: FeatureCache, sequence_names: list[str], samples_per_epoch: int, max_gap: int,
-                 num_templates: int, negative_prob: float = 0.0, negative_absent_prob: float = 0.5, seed: int = 0):
+                 num_templates: int, negative_prob: float = 0.0, negative_absent_prob: float = 0.5,
+                 negative_made_prob: float = 0.0, seed: int = 0):
         by_name = {n: i for i, n in enumerate(cache.sequences)}
         missing = sorted(set(sequence_names) - set(by_name))
         if missing:
@@ -259,9 +401,28 @@ class CachedPairDataset(EpochSampledDataset):
         self.num_templates = int(num_templates)
         self.negative_prob = float(negative_prob)
         self.negative_absent_prob = float(negative_absent_prob)
+        self.negative_made_prob = float(negative_made_prob)
 
     def _variant(self, rng, kind: str, flip: int) -> int:
         return flip + FLIP_PARITIES * int(rng.integers(self.cache.variants[kind] // FLIP_PARITIES))
+
+    def _negative(self, rng, si: int, search_frame: int, flip: int) -> tuple[str, int] | None:
+        """(cache kind, row) of a negative search crop for a pair from sequence ``si`` (see the class
+        docstring); None when none can be drawn."""
+        if self.negative_made_prob > 0 and rng.random() < self.negative_made_prob:
+            row = self.cache.made_row(rng, si, search_frame, flip)
+            if row is not None:
+                return MADE, row
+        if si in self.cache.absent_rows and rng.random() < self.negative_absent_prob:
+            absent = self.cache.absent_rows[si]
+            return "search", absent[int(rng.integers(len(absent)))]
+        if len(self.seq_ids) > 1:
+            other = self.seq_ids[int(rng.integers(len(self.seq_ids) - 1))]
+            other = other if other != si else self.seq_ids[-1]
+            frames = self.frames[other]
+            return "search", self.cache.rows["search"][(other, int(frames[int(rng.integers(len(frames)))]),
+                                                        self._variant(rng, "search", flip))]
+        return None
 
     def __getitem__(self, index: int) -> dict:
         rng = self.sample_rng(index)
@@ -275,20 +436,12 @@ class CachedPairDataset(EpochSampledDataset):
             feats.append(feat)
             masks.append(mask)
         negative = self.negative_prob > 0 and rng.random() < self.negative_prob
-        row = None
-        if negative and si in self.cache.absent_rows and rng.random() < self.negative_absent_prob:
-            absent = self.cache.absent_rows[si]
-            row = absent[int(rng.integers(len(absent)))]
-        elif negative and len(self.seq_ids) > 1:
-            other = self.seq_ids[int(rng.integers(len(self.seq_ids) - 1))]
-            other = other if other != si else self.seq_ids[-1]
-            frames = self.frames[other]
-            row = rows["search"][(other, int(frames[int(rng.integers(len(frames)))]),
-                                  self._variant(rng, "search", flip))]
-        if row is None:
+        found = self._negative(rng, si, search_frame, flip) if negative else None
+        if found is None:
             negative = False
-            row = rows["search"][(si, search_frame, self._variant(rng, "search", flip))]
-        feat, mask, box = self.cache.get("search", row)
+            found = ("search", rows["search"][(si, search_frame, self._variant(rng, "search", flip))])
+        kind, row = found
+        feat, mask, box = self.cache.get(kind, row)
         return {"template_feats": feats, "template_masks": masks, "search_feat": feat, "search_mask": mask,
                 "box_xyxy": torch.from_numpy(np.nan_to_num(box, nan=0.0)),
                 "label": torch.tensor(0.0 if negative else 1.0)}

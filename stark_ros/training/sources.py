@@ -16,7 +16,15 @@ from stark_ros.model import StarkModel
 from stark_ros.training.config import DataSource, TrainConfig
 from stark_ros.training.data import PairDataset
 from stark_ros.training.feature_cache import META as CACHE_META
-from stark_ros.training.feature_cache import CachedPairDataset, CacheSpec, FeatureCache, build_feature_cache
+from stark_ros.training.feature_cache import (
+    CachedPairDataset,
+    CacheSpec,
+    FeatureCache,
+    MadeAbsenceSpec,
+    build_feature_cache,
+    build_made_absences,
+    made_absences_match,
+)
 
 LOG = logging.getLogger("stark_ros.training")
 # Benchmark layouts read by stark_ros.datasets' readers (shared with the evaluation tools).
@@ -147,6 +155,14 @@ def _cached_datasets(cfg: TrainConfig, model: StarkModel, split: Split):
         LOG.info("feature cache %s: building it (backbone features of every augmented crop)", folder)
         build_feature_cache(folder, split.everything, model.backbone, model.config.tracker, data.aug,
                             CacheSpec(data.cache_template_variants, data.cache_search_variants, cfg.seed))
+    if cfg.stage == 2 and data.negative_made_prob > 0:
+        occluder_sources = [s for seqs in split.train for s in seqs]
+        spec = MadeAbsenceSpec(data.made_absences_every, cfg.seed)
+        if not made_absences_match(folder, model.backbone, model.config.tracker, data.aug, occluder_sources, spec):
+            LOG.info("feature cache %s: adding made absences (the score head's negatives from the videos' "
+                     "own scenes)", folder)
+            build_made_absences(folder, split.everything, model.backbone, model.config.tracker, data.aug,
+                                occluder_sources, spec)
     cache = FeatureCache(folder)
     cache.check_backbone(model.backbone)
     if len(data.sources) > 1:
@@ -155,7 +171,8 @@ def _cached_datasets(cfg: TrainConfig, model: StarkModel, split: Split):
     def cached(sequences, samples):
         return CachedPairDataset(cache, [s.name for s in sequences], samples, data.max_gap,
                                  model.config.num_templates, negative_prob=_negative_prob(cfg),
-                                 negative_absent_prob=data.negative_absent_prob, seed=cfg.seed)
+                                 negative_absent_prob=data.negative_absent_prob,
+                                 negative_made_prob=data.negative_made_prob, seed=cfg.seed)
     train = cached([s for seqs in split.train for s in seqs], data.samples_per_epoch)
     val = cached(split.validation, data.val_samples) if split.validation else None
     return train, val

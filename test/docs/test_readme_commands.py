@@ -116,6 +116,10 @@ COMMANDS = {
         "about an hour on two cores", parts=("test/training/test_config.py::test_every_config_loads",)),
     "python training/train.py training/configs/stark_lite_corr_st2.yaml": NotHere(
         "needs stage 1's checkpoint", parts=("test/training/test_train.py::test_stage2_changes_only_the_score_head",)),
+    "python training/train.py training/configs/stark_lite_corr_st2_made.yaml": NotHere(
+        "needs the first stage 2's checkpoint and the 2.6 GB feature cache", parts=(
+            "test/training/test_feature_cache.py::test_made_absences_join_the_cache_as_same_scene_negatives",
+            "test/training/test_config.py::test_every_config_loads")),
     "python -m stark_ros.evaluate": Run(extra=("--sequences", EVAL_SEQUENCE, "--out", "{tmp}/eval", "--no-progress"),
                                         expect="stark_lite_onnx"),
     "python -m stark_ros.evaluate --dataset otb --root ~/data/OTB100 --tracker runtime:models/st50 --tracker baseline":

@@ -2,6 +2,7 @@
 and the evaluation tool writes results, a report and plots, resuming finished sequences."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -80,3 +81,30 @@ def test_evaluate_cli_baseline_report_and_resume(shared, tmp_path):
     stamp = result.stat().st_mtime_ns
     assert evaluate.main(args) == 0          # resumed: nothing recomputed
     assert result.stat().st_mtime_ns == stamp
+    # Other settings under the same name and folder: run again, never read back as this run's.
+    assert evaluate.main([*args, "--update-interval", "7"]) == 0
+    assert result.stat().st_mtime_ns != stamp
+    assert json.loads((result.parent / "identity.json").read_text())["update_interval"] == 7
+
+
+def test_evaluate_cli_two_models_two_rows_and_no_reuse_across_models(shared, tmp_path):
+    """Two models in one run get a row each; a model whose files changed (here its lost settings,
+    as the score study's --apply changes them) is run again, not resumed from the other's results."""
+    from stark_ros import evaluate
+    from stark_ros.export.metadata import write_lost_settings
+    from stark_ros.runtime import default_model_dir
+    from stark_ros.tracking.lost import LostSettings
+
+    other = tmp_path / "other_model"
+    shutil.copytree(default_model_dir(), other, ignore=shutil.ignore_patterns("*.pth", "*.png", "*.json"))
+    args = ["--tracker", "runtime", "--tracker", f"runtime:{other}", "--sequences", "otb_crossing", "--out",
+            str(tmp_path / "eval"), "--no-progress"]
+    assert evaluate.main(args) == 0
+    names = list(json.loads((tmp_path / "eval" / "report.json").read_text()))
+    assert len(names) == 2 and names[1] == f"{names[0]}@other_model"
+    states = tmp_path / "eval" / "results" / names[1] / "otb_crossing_state.txt"
+    present_before = np.loadtxt(states, delimiter=",")[1:, 1].mean()
+    # LOST below the whole score range: the same name and folder, other results.
+    write_lost_settings(other, LostSettings(lost_threshold=1.0, lost_frames=1, reacquire_threshold=1.0), "test")
+    assert evaluate.main(args) == 0
+    assert np.loadtxt(states, delimiter=",")[1:, 1].mean() < present_before

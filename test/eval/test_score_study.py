@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stark_ros.datasets import Sequence
-from stark_ros.evaluation.absences import (
+from stark_ros.datasets.absences import (
     KINDS,
     cover_region,
     episode_span,
@@ -210,8 +210,11 @@ def test_the_model_gets_the_best_confidence_the_policy_can_give():
 
 def test_record_one_validation_video(shared, tmp_path):
     """End to end on the real model: both scores recorded per frame, every setting replayable."""
-    from stark_ros.evaluation.score_study import collect, validation_sequences
+    import onnxruntime as ort
+
+    from stark_ros.evaluation.score_study import RECORDS_KEY_CHARS, collect, validation_sequences
     from stark_ros.runtime import default_model_dir
+    from stark_ros.tracking.model_metadata import KEY_SOURCE_SHA256, TRACK_FILE
 
     seqs = validation_sequences(("uav_person11",), kinds=("erased",))
     records = collect(default_model_dir(), seqs, tmp_path)
@@ -224,6 +227,11 @@ def test_record_one_validation_video(shared, tmp_path):
         assert r.found[1:].mean() > 0.5          # the model tracks this video
     # Before the made-up episode both passes saw the same frames: the same scores.
     np.testing.assert_array_equal(real.head[:first], erased.head[:first])
+    # Records live in a folder of this model's own (its checkpoint checksum): another model never reads them.
+    (folder,) = tmp_path.iterdir()
+    meta = ort.InferenceSession(str(default_model_dir() / TRACK_FILE)).get_modelmeta().custom_metadata_map
+    assert folder.name == meta[KEY_SOURCE_SHA256][:RECORDS_KEY_CHARS]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{seq.name}.npz" for seq in seqs)
     # Read back (the run resumes) equal.
     again = collect(default_model_dir(), seqs, tmp_path)
     np.testing.assert_array_equal(again[1].appearance, erased.appearance)

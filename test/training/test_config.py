@@ -66,6 +66,8 @@ def test_cfg_options_override_nested_values_and_read_literals():
     (["data.sources=[{kind: imagenet}]"], "kind"),
     (["amp=1"], "true/false"),
     (["data.negative_prob=2"], "negative_prob"),
+    (["data.negative_made_prob=-0.1"], "negative_made_prob"),
+    (["data.made_absences_every=0"], "made_absences_every"),
     (["epochs.sub=1"], "not a section"),
 ])
 def test_bad_options_are_refused_with_the_key_named(options, message):

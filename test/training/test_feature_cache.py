@@ -10,15 +10,20 @@ import pytest
 import torch
 
 from stark_ros.datasets import Sequence, load_simple_sequence
+from stark_ros.datasets.absences import KINDS as ABSENCE_KINDS
 from stark_ros.training.augmentation import CropAugmenter
 from stark_ros.training.config import load_config
 from stark_ros.training.feature_cache import (
     ABSENT_VARIANT,
+    MADE,
     CachedPairDataset,
     CacheSpec,
     FeatureCache,
+    MadeAbsenceSpec,
     build_feature_cache,
+    build_made_absences,
     frame_crops,
+    made_absences_match,
 )
 from stark_ros.training.objective import box_losses
 from stark_ros.training.recipe import build_training_model
@@ -100,6 +105,44 @@ def test_absence_crops_are_negatives_with_no_box(shared, tmp_path):
     absent = [k for k in cache.rows["search"] if k[2] == ABSENT_VARIANT]
     assert len(absent) == int(np.sum(~np.isfinite(short.boxes).all(axis=1)))
     assert np.isnan(cache.get("search", cache.rows["search"][absent[0]])[2]).all()
+
+
+def test_made_absences_join_the_cache_as_same_scene_negatives(shared, tmp_path):
+    cfg = load_config(TINY, [f"work_dir={tmp_path}"])
+    model = build_training_model(cfg).eval()
+    seqs = [_short(shared, "otb_david"), _short(shared, "otb_biker")]
+    settings, aug = model.config.tracker, cfg.data.aug
+    build_feature_cache(tmp_path / "c", seqs, model.backbone, settings, aug, SPEC)
+    spec = MadeAbsenceSpec(every=2, seed=7)
+    # Occluders from otb_biker only (the "training" video): otb_david's target never covers anything.
+    assert not made_absences_match(tmp_path / "c", model.backbone, settings, aug, seqs[1:], spec)
+    build_made_absences(tmp_path / "c", seqs, model.backbone, settings, aug, seqs[1:], spec)
+    assert made_absences_match(tmp_path / "c", model.backbone, settings, aug, seqs[1:], spec)
+    assert not made_absences_match(tmp_path / "c", model.backbone, settings, aug, seqs[1:], MadeAbsenceSpec(every=1))
+    cache = FeatureCache(tmp_path / "c")
+    index = cache.arrays[MADE]["index"]
+    made_frames = len(range(0, FRAMES, spec.every))
+    # otb_david gets every kind; otb_biker has no other video to be covered by, so no "occluded".
+    assert np.sum(index[:, 0] == 0) == made_frames * len(ABSENCE_KINDS)
+    assert np.sum(index[:, 0] == 1) == made_frames * (len(ABSENCE_KINDS) - 1)
+    assert set(index[:, 3].tolist()) == {0, 1}
+    # A made absence is not the positive crop of its frame: the target is gone from the features.
+    made = cache.get(MADE, 0)[0]
+    positive = cache.get("search", cache.rows["search"][(0, 0, 0)])[0]
+    assert made.shape == positive.shape and not torch.equal(made, positive)
+    assert np.isnan(cache.get(MADE, 0)[2]).all()
+    # Every negative comes from the pair's own video when made absences are asked for.
+    ds = CachedPairDataset(cache, [s.name for s in seqs], 32, max_gap=FRAMES, num_templates=2, negative_prob=1.0,
+                           negative_made_prob=1.0)
+    ds.set_epoch(0)
+    made_feats = cache.arrays[MADE]["feat"].float()
+    for i in range(len(ds)):
+        sample = ds[i]
+        assert sample["label"] == 0.0
+        assert any(torch.equal(sample["search_feat"], f) for f in made_feats)
+    # A second build keeps what is there (resumable, like the cache).
+    build_made_absences(tmp_path / "c", seqs, model.backbone, settings, aug, seqs[1:], spec)
+    assert np.array_equal(FeatureCache(tmp_path / "c").arrays[MADE]["index"], index)
 
 
 def test_trainer_builds_the_cache_trains_on_it_and_validates(tmp_path):

@@ -20,6 +20,10 @@ The episode starts a third into the video and lasts :data:`EPISODE_SHARE` of it 
 :data:`MAX_EPISODE_FRAMES` frames); its ground truth is NaN. After it the target is back as it was
 (the video continues) for at most :data:`FRAMES_AFTER` frames. Nothing random: every run makes the
 same frames.
+
+The trainer makes the same kinds of absence on the training videos (:func:`make_absence`, one
+frame at a time) as negatives for the score head (:mod:`stark_ros.training.feature_cache`), so the
+head learns "the target is not in this crop" from scenes that still hold everything but the target.
 """
 
 from __future__ import annotations
@@ -140,6 +144,19 @@ def look_away(frame: np.ndarray, box) -> np.ndarray:
     return cv2.warpAffine(erased, shift, (width, height), borderMode=cv2.BORDER_REPLICATE)
 
 
+def make_absence(frame: np.ndarray, box, kind: str, occluder: np.ndarray | None = None) -> np.ndarray:
+    """``frame`` with its target (at ``box``) made absent in the way ``kind`` names (see :data:`KINDS`)."""
+    if kind == "erased":
+        return erase(frame, box)
+    if kind == "occluded":
+        if occluder is None:
+            raise ValueError("an occluded absence needs an occluder patch")
+        return occlude(frame, box, occluder)
+    if kind == "away":
+        return look_away(frame, box)
+    raise ValueError(f"unknown absence kind {kind!r}; known: {KINDS}")
+
+
 def target_patch(seq: Sequence, index: int = 0) -> np.ndarray:
     """The target's pixels in one frame (its box, clipped to the frame)."""
     frame = seq.frame(index)
@@ -174,11 +191,7 @@ class AbsenceSequence(Sequence):
         box = self.base.boxes[index]
         if not np.all(np.isfinite(box)):
             return frame      # the target is already gone in the video itself
-        if self.kind == "erased":
-            return erase(frame, box)
-        if self.kind == "occluded":
-            return occlude(frame, box, self.occluder)
-        return look_away(frame, box)
+        return make_absence(frame, box, self.kind, self.occluder)
 
 
 def with_absence(seq: Sequence, kind: str, occluder: np.ndarray | None = None) -> AbsenceSequence:
