@@ -12,6 +12,7 @@ another process on the same machine can be compared with them.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -28,7 +29,10 @@ from stark_ros.client.process import DISCOVERY_SETTLE_S, STARTUP_TIMEOUT_S, Node
 from stark_ros.core.stamps import set_stamp, stamp_ns
 from stark_ros.msg import TargetRequest, TrackedObjectArray, TrackEvent
 
+LOG = logging.getLogger(__name__)
 POLL_S = 0.02
+# How long close() waits for the executor thread to leave its wait set after the executor's shutdown.
+SPINNER_JOIN_TIMEOUT_S = 5.0
 DEFAULT_WAIT_S = 30.0
 # After a camera's pace of frames, how long the tools wait for the tracks of the last one before
 # they go on with what came: the node may have dropped that frame, and then none come.
@@ -263,6 +267,12 @@ class TrackerClient:
     # ------------------------------------------------------------------------------ lifetime
     def close(self) -> None:
         self.executor.shutdown()
+        # The spinning thread leaves its wait set before the node's entities go: destroying them while
+        # it still holds them in a wait deadlocked rclpy (seen once in CI: the spin thread held the GIL
+        # in the wait set's exit, the test process hung).
+        self._spinner.join(SPINNER_JOIN_TIMEOUT_S)
+        if self._spinner.is_alive():
+            LOG.warning("the client's executor thread did not stop within %g s", SPINNER_JOIN_TIMEOUT_S)
         self.node.destroy_node()
         if self._own_context:
             rclpy.try_shutdown(context=self.context)
