@@ -58,6 +58,8 @@ HEAD_THRESHOLDS = (0.0,)
 # for re-detection to resist); `erased` and `away` bring the target back where it left, which the
 # local search finds.
 STUDY_KINDS = ("occluded",)
+# Beside the results in --out: the model and settings they were measured with.
+IDENTITY_FILE = "redetect_study_identity.json"
 
 
 @dataclass
@@ -173,7 +175,15 @@ def main(argv=None) -> int:
     sequences = validation_sequences(args.sequences)
     rt = StarkRuntime(model)
     results_path = out / "redetect_study.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    # What the results depend on besides the grid: the model's weights and its confidence and lost
+    # settings. Results of another model in --out are measured again, never read back as this one's.
+    identity = {"source_sha256": rt.info.source_sha256, "tracker_settings": rt.info.settings.to_dict(),
+                "lost_settings": rt.info.lost.to_dict() if rt.info.lost else None,
+                "sequences": list(args.sequences)}
+    identity_path = out / IDENTITY_FILE
+    same_model = identity_path.is_file() and json.loads(identity_path.read_text()) == identity
+    results = json.loads(results_path.read_text()) if results_path.is_file() and same_model else {}
+    identity_path.write_text(json.dumps(identity, indent=1))
     off_key = json.dumps(NO_REDETECTION.to_dict(), sort_keys=True)
     for settings in [NO_REDETECTION, *grid()]:
         key = json.dumps(settings.to_dict(), sort_keys=True)
@@ -210,7 +220,9 @@ def main(argv=None) -> int:
 
         from stark_ros.export.metadata import write_redetect_settings
 
-        shutil.copy(results_path, Path(model) / results_path.name)   # the evidence beside the model
+        evidence = Path(model) / results_path.name
+        if not evidence.exists() or not evidence.samefile(results_path):
+            shutil.copy(results_path, evidence)   # the evidence beside the model
 
         source = (f"re-detection study on {len(args.sequences)} validation videos of shared/data/train with "
                   f"made-up absences ({', '.join((*STUDY_KINDS, 'elsewhere'))}) and real ones")

@@ -2,6 +2,8 @@
 validation video: the target is gone for the episode (ground truth NaN) and afterwards both the frame
 and the ground truth have moved by the same shift, past the local search region."""
 
+import json
+
 import numpy as np
 
 from stark_ros.datasets.cuts import load_cut_sequence
@@ -31,3 +33,28 @@ def test_the_target_comes_back_where_the_frame_moved_it(shared):
 
 def test_the_grid_holds_valid_settings_with_re_detection_on():
     assert grid() and all(isinstance(s, RedetectSettings) and s.enabled for s in grid())
+
+
+def test_a_study_never_reads_back_another_models_results_and_applies_into_its_own_folder(shared, tmp_path):
+    """--out may be the model folder itself (the card's command); results left there by another model
+    (here: a sentinel row under the right keys) are measured again, and --apply writes the choice."""
+    import shutil
+
+    import onnxruntime as ort
+
+    from stark_ros.evaluation.redetect_study import IDENTITY_FILE, grid, main
+    from stark_ros.runtime import default_model_dir
+    from stark_ros.tracking.model_metadata import KEY_REDETECT_SETTINGS, TRACK_FILE
+    from stark_ros.tracking.redetect import NO_REDETECTION
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model, ignore=shutil.ignore_patterns("*.pth", "*.png"))
+    sentinel = {"settings": None, "f_score": -1.0}
+    stale = {json.dumps(s.to_dict(), sort_keys=True): sentinel for s in [NO_REDETECTION, *grid()]}
+    (model / "redetect_study.json").write_text(json.dumps(stale))
+    (model / IDENTITY_FILE).write_text(json.dumps({"source_sha256": "another model"}))
+    assert main(["--model", str(model), "--out", str(model), "--sequences", "uav_person11", "--apply"]) == 0
+    results = json.loads((model / "redetect_study.json").read_text())
+    assert all(row["f_score"] >= 0 for row in results.values())
+    meta = ort.InferenceSession(str(model / TRACK_FILE)).get_modelmeta().custom_metadata_map
+    assert json.loads(meta[KEY_REDETECT_SETTINGS])["crops_per_frame"] > 0
