@@ -4,7 +4,6 @@ camera covered (black frames: every confidence falls, so the runtime reports LOS
 source), and it comes back *elsewhere*, beyond the local search: the frames after the absence are moved
 across the view (a camera that panned meanwhile), ground truth with them."""
 
-import dataclasses
 
 import cv2
 import numpy as np
