@@ -301,7 +301,9 @@ FULL_BOX_SHARE = (0.03, 0.03, 0.94, 0.93)
 NORMAL_BOX_SHARE = (0.45, 0.45, 0.06, 0.08)
 # Through the node a frame also pays its transport and decoding, the same for both boxes: a
 # full-frame box may cost a little more than a normal one, never the multiples it used to
-# (0.45 s and 760 MB a frame at 1080p, 3 s and 2.4 GB at 4K).
+# (0.45 s and 760 MB a frame at 1080p, 3 s and 2.4 GB at 4K). Delivering a 24 MB 4K frame over DDS
+# adds 0-60 ms of its own to single frames (a median of 4 frames once read 30 vs 92 ms for the same
+# work), so each box is judged by its fastest frame: its own cost plus the quickest delivery.
 MAX_LATENCY_RATIO = 2.0
 MAX_PEAK_RSS_RATIO = 1.5
 KB = 1024
@@ -338,13 +340,14 @@ def test_a_full_frame_box_on_a_large_frame_costs_about_a_normal_box(tracker, siz
         for ns in stamps:
             tracks = client.publish_and_wait(client.image_msg(frame, ns), resend=True)
             assert [o.id for o in tracks.objects] == [phase]
-        latency_ms[phase] = float(np.median(client.latencies_ms(stamps)))
+        latency_ms[phase] = float(np.min(client.latencies_ms(stamps)))
         peak[phase] = _peak_rss_bytes(proc.proc.pid)
         assert client.call(CancelTracking, CANCEL_TRACKING_SERVICE,
                            CancelTracking.Request(id=phase)).success
     latency_ratio = latency_ms["full"] / latency_ms["normal"]
     rss_ratio = peak["full"] / peak["normal"]
-    print(f"\n{size}: latency normal box {latency_ms['normal']:.0f} ms, full-frame box {latency_ms['full']:.0f} ms "
+    print(f"\n{size}: fastest frame's latency, normal box {latency_ms['normal']:.0f} ms, "
+          f"full-frame box {latency_ms['full']:.0f} ms "
           f"({latency_ratio:.2f}x); node peak RSS {peak['normal'] / KB / KB:.0f} -> {peak['full'] / KB / KB:.0f} MB "
           f"({rss_ratio:.2f}x)")
     assert latency_ratio <= MAX_LATENCY_RATIO
