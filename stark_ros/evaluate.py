@@ -22,11 +22,11 @@ absent -> LOST, false LOST, frames to LOST / found again per absence episode).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 from pathlib import Path
 
+from stark_ros.core.locate import file_sha256
 from stark_ros.datasets import READERS, load_dataset, shared_dir
 from stark_ros.evaluation.matcher import StaticBox
 from stark_ros.evaluation.report import curves, write_report
@@ -57,13 +57,6 @@ def make_tracker(spec: str, update_interval: int | None, lost_logic: bool = True
                      "matcher)")
 
 
-def _files_sha256(paths) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
-
-
 def run_identity(spec: str, source: str, args: argparse.Namespace) -> dict:
     """What a tracker's results depend on beyond the package's code: the spec, the model's files
     (their metadata, i.e. the lost settings, included), the options and the dataset; stored with its
@@ -74,9 +67,9 @@ def run_identity(spec: str, source: str, args: argparse.Namespace) -> dict:
                 "root": str(Path(args.root).resolve()) if args.root else "shared/data/sot"}
     if kind == "runtime":
         model = Path(source)
-        identity["model_sha256"] = _files_sha256(sorted(model.glob("*.onnx")))
+        identity["model_sha256"] = {path.name: file_sha256(path) for path in sorted(model.glob("*.onnx"))}
     elif kind == "reference":
-        identity["checkpoint_sha256"] = _files_sha256([source])
+        identity["checkpoint_sha256"] = file_sha256(source)
     return identity
 
 

@@ -17,6 +17,7 @@ Standard library only (ament_index_python is optional): every layer may import t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 from pathlib import Path
 
@@ -143,3 +144,12 @@ def executable(name: str = NODE_EXECUTABLE) -> Path:
         f"the {name} executable was not found: the ament index does not know {PACKAGE} (is the environment sourced? "
         "`source .venv/bin/stark_ros_env.sh` after `make setup`, or `source install/setup.bash` after `colcon "
         "build`). A pip install has no node: the node needs the interfaces only the ament_cmake build generates.")
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes (read in 1 MiB chunks): what identifies a checkpoint or a model file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -34,6 +34,7 @@ from stark_ros.datasets import Sequence
 from stark_ros.datasets.absences import episode_span, erase
 from stark_ros.datasets.splits import TRAIN_VALIDATION
 from stark_ros.evaluation.longterm import longterm_metrics
+from stark_ros.evaluation.runner import identity_matches, write_identity
 from stark_ros.tracking.redetect import NO_REDETECTION, RedetectSettings
 
 LOG = logging.getLogger("stark_ros.evaluation.redetect_study")
@@ -181,9 +182,9 @@ def main(argv=None) -> int:
                 "lost_settings": rt.info.lost.to_dict() if rt.info.lost else None,
                 "sequences": list(args.sequences)}
     identity_path = out / IDENTITY_FILE
-    same_model = identity_path.is_file() and json.loads(identity_path.read_text()) == identity
+    same_model = identity_matches(identity_path, identity)
     results = json.loads(results_path.read_text()) if results_path.is_file() and same_model else {}
-    identity_path.write_text(json.dumps(identity, indent=1))
+    write_identity(identity_path, identity)
     off_key = json.dumps(NO_REDETECTION.to_dict(), sort_keys=True)
     for settings in [NO_REDETECTION, *grid()]:
         key = json.dumps(settings.to_dict(), sort_keys=True)

@@ -127,6 +127,15 @@ def _load_result(paths: tuple[Path, Path, Path]) -> SequenceResult | None:
 IDENTITY_FILE = "identity.json"
 
 
+def identity_matches(path: Path, identity) -> bool:
+    """Whether ``path`` holds ``identity``, compared as JSON gives it back (tuples come back as lists)."""
+    return path.is_file() and json.loads(path.read_text()) == json.loads(json.dumps(identity))
+
+
+def write_identity(path: Path, identity) -> None:
+    path.write_text(json.dumps(identity, indent=1))
+
+
 def run_dataset(tracker, tracker_name: str, sequences: list[Sequence], out_dir, progress: bool = True,
                 identity: dict | None = None) -> dict:
     """Run (or resume) a tracker over sequences; returns {seq name: SequenceResult}. ``identity``
@@ -136,15 +145,14 @@ def run_dataset(tracker, tracker_name: str, sequences: list[Sequence], out_dir, 
 
     folder = Path(out_dir) / tracker_name
     identity_path = folder / IDENTITY_FILE
-    stored = json.loads(identity_path.read_text()) if identity_path.is_file() else None
-    reuse = stored == json.loads(json.dumps(identity))
+    reuse = identity_matches(identity_path, identity)
     if folder.is_dir() and not reuse:
         # Results of another identity (or of none recorded): none of them may be read as this run's.
         LOG.warning("%s: the results in %s came from another model or settings; running it again", tracker_name,
                     folder)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    identity_path.write_text(json.dumps(identity, indent=1))
+    write_identity(identity_path, identity)
     results = {}
     for seq in tqdm(sequences, desc=tracker_name, disable=not progress):
         paths = result_paths(out_dir, tracker_name, seq.name)

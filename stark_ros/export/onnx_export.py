@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 import stark_ros
+from stark_ros.core.locate import file_sha256
 from stark_ros.export.metadata import replace_metadata
 from stark_ros.model import StarkModel, load_checkpoint
-from stark_ros.model.checkpoint import file_sha256
 from stark_ros.tracking import model_metadata as md
 
 OPSET = 17

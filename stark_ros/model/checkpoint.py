@@ -14,7 +14,6 @@ is refused, never executed.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from pathlib import Path
@@ -220,11 +219,3 @@ def save_checkpoint(path, model: StarkModel, config: ModelConfig | None = None, 
     torch.save(payload, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
     return path
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

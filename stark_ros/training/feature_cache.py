@@ -203,15 +203,25 @@ def frame_crops(augmenter: CropAugmenter, spec: CacheSpec, si: int, seq: Sequenc
             yield kind, img, mask, xywh_to_xyxy(box).astype(np.float32), (si, fi, v)
 
 
+def _occluder_names(sequences: list[Sequence]) -> list[str]:
+    """The sequences that can lend an occluder: those with an annotated frame."""
+    return [seq.name for seq in sequences if len(valid_frames(seq))]
+
+
 def _occluder_patches(sequences: list[Sequence]) -> list[tuple[str, np.ndarray]]:
     """(sequence name, its target's pixels in its first annotated frame): what covers another
     video's target in an ``occluded`` absence."""
-    patches = []
-    for seq in sequences:
-        valid = valid_frames(seq)
-        if len(valid):
-            patches.append((seq.name, target_patch(seq, int(valid[0]))))
-    return patches
+    by_name = {seq.name: seq for seq in sequences}
+    return [(name, target_patch(by_name[name], int(valid_frames(by_name[name])[0])))
+            for name in _occluder_names(sequences)]
+
+
+def _made_identity(backbone: torch.nn.Module, settings: TrackerSettings, aug: Augmentation, spec: MadeAbsenceSpec,
+                   occluder_names: list[str]) -> dict:
+    """What made absences depend on, as JSON gives it back (stored in made.json and each shard)."""
+    return json.loads(json.dumps({"backbone": backbone_fingerprint(backbone), "settings": settings.to_dict(),
+                                  "aug": dataclasses.asdict(aug), "spec": dataclasses.asdict(spec),
+                                  "occluders": occluder_names}))
 
 
 def made_absence_crops(augmenter: CropAugmenter, spec: MadeAbsenceSpec, si: int, seq: Sequence, fi: int,
@@ -248,9 +258,7 @@ def build_made_absences(folder, sequences: list[Sequence], backbone: torch.nn.Mo
         raise ValueError(f"{folder}: made absences need the cache's own sequences")
     (folder / MADE_META).unlink(missing_ok=True)
     occluders = _occluder_patches(occluder_sources)
-    identity = json.loads(json.dumps({"backbone": backbone_fingerprint(backbone), "settings": settings.to_dict(),
-                                      "aug": dataclasses.asdict(aug), "spec": dataclasses.asdict(spec),
-                                      "occluders": [name for name, _ in occluders]}))
+    identity = _made_identity(backbone, settings, aug, spec, [name for name, _ in occluders])
     backbone = backbone.eval().to(memory_format=torch.channels_last)
     augmenter = CropAugmenter(settings, aug)
     t0 = time.perf_counter()
@@ -282,9 +290,7 @@ def made_absences_match(folder, backbone: torch.nn.Module, settings: TrackerSett
     if not path.is_file():
         return False
     made = json.loads(path.read_text())
-    wanted = json.loads(json.dumps({"backbone": backbone_fingerprint(backbone), "settings": settings.to_dict(),
-                                    "aug": dataclasses.asdict(aug), "spec": dataclasses.asdict(spec),
-                                    "occluders": [s.name for s in occluder_sources if len(valid_frames(s))]}))
+    wanted = _made_identity(backbone, settings, aug, spec, _occluder_names(occluder_sources))
     return all(made.get(key) == value for key, value in wanted.items())
 
 
@@ -344,10 +350,11 @@ class FeatureCache:
         self.arrays[MADE] = {"feat": torch.from_numpy(np.concatenate(parts["feat"])),
                              "mask": torch.from_numpy(np.concatenate(parts["mask"])),
                              "box": None, "index": np.concatenate(parts["index"])}
+        frames: dict[int, set[int]] = {}
         for row, (si, fi, _kind, flip) in enumerate(self.arrays[MADE]["index"].tolist()):
             self.made_rows.setdefault((si, fi), []).append((row, flip))
-        for si in {si for si, _ in self.made_rows}:
-            self.made_frames[si] = np.array(sorted(fi for s, fi in self.made_rows if s == si))
+            frames.setdefault(si, set()).add(fi)
+        self.made_frames = {si: np.array(sorted(fis)) for si, fis in frames.items()}
 
     def check_backbone(self, backbone: torch.nn.Module) -> None:
         if backbone_fingerprint(backbone) != self.meta["backbone"]:

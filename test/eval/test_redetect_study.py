@@ -58,3 +58,8 @@ def test_a_study_never_reads_back_another_models_results_and_applies_into_its_ow
     assert all(row["f_score"] >= 0 for row in results.values())
     meta = ort.InferenceSession(str(model / TRACK_FILE)).get_modelmeta().custom_metadata_map
     assert json.loads(meta[KEY_REDETECT_SETTINGS])["crops_per_frame"] > 0
+    # The same model again: its own results are read back, not measured again (a marked row survives).
+    marked = {key: {**row, "marked": True} for key, row in results.items()}
+    (model / "redetect_study.json").write_text(json.dumps(marked))
+    assert main(["--model", str(model), "--out", str(model), "--sequences", "uav_person11"]) == 0
+    assert all(row.get("marked") for row in json.loads((model / "redetect_study.json").read_text()).values())
